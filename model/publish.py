@@ -158,8 +158,13 @@ def _is_published_name(name: str) -> bool:
 def scores_json(scores: Mapping[str, Any]) -> bytes:
     if not isinstance(scores, Mapping):
         raise ValueError(f"scores must be a dict of metric -> value, got {type(scores).__name__}")
+    def plain(value: Any) -> Any:  # numpy scalars from a results table
+        if hasattr(value, "item"):
+            return value.item()
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
     try:
-        text = json.dumps(scores, indent=2, sort_keys=True, allow_nan=False)
+        text = json.dumps(scores, indent=2, sort_keys=True, allow_nan=False, default=plain)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"scores must be JSON with finite numbers ({exc}): {scores!r}") from None
     return (text + "\n").encode()

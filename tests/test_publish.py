@@ -11,6 +11,7 @@ import pickle
 from pathlib import Path
 
 import httpx2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -35,6 +36,9 @@ from model.publish import (
     update_main,
     validate_repo_id,
 )
+
+# huggingface_hub's own LFS upload passes bytes as `data=`, which httpx2 flags; not our code.
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
 TOKEN = "hf_TestSecretToken0123456789"
 REPO = "regmix-test/random-suite"
@@ -110,6 +114,8 @@ def test_local_publish_loads_back_and_republish_rewrites_nothing(tmp_path, train
             "train_config.yaml", "eval_results.json"} <= set(result.files)
     assert sorted(p.name for p in branch.iterdir()) == sorted([*result.files, MANIFEST_NAME])
     assert json.loads((branch / "eval_results.json").read_text()) == SCORES
+    numpy_scores = {name: np.float64(value) for name, value in SCORES.items()}
+    assert publish.scores_json(numpy_scores) == (branch / "eval_results.json").read_bytes()
     assert yaml.safe_load((branch / "train_config.yaml").read_text())["model_name"] == "tinyllama_1M"
 
     original = AutoModelForCausalLM.from_pretrained(trained["a"])
@@ -217,6 +223,8 @@ def test_bad_inputs_are_refused_with_the_value_named(tmp_path, trained):
         publish_model(mirror, 1, empty, None)
     with pytest.raises(ValueError, match="finite"):
         publish_model(mirror, 1, trained["a"], {"piqa": float("nan")})
+    with pytest.raises(ValueError, match="JSON"):
+        publish_model(mirror, 1, trained["a"], {"piqa": object()})
     assert not (tmp_path / "hub" / "model-index-1").exists()
 
 
@@ -515,7 +523,12 @@ def test_hub_needs_a_token_and_a_valid_repo_id_before_any_request(hub, monkeypat
 
 def test_hub_main_update_validates_the_card_and_is_idempotent(hub, trained):
     target = make_target()
+    card = render_model_card({"repo_id": REPO, "num_models": 1}, [])
+    update_main(target, card, {"model_type": "llama"})  # before any model: creates the repository
+    assert hub.calls()[:3] == [f"GET /api/models/{REPO}/revision/main", "POST /api/repos/create",
+                               f"GET /api/models/{REPO}/revision/main"]
     publish_model(target, 1, trained["a"], SCORES)
+    assert set(hub.branch_files(REPO, "model-index-1")) == {".gitattributes", *publish.model_bundle(trained["a"], SCORES)}
     hub.requests.clear()
     card = render_model_card({"repo_id": REPO, "num_models": 1}, [{"index": 1, **SCORES}])
     result = update_main(target, card, {"model_type": "llama"})
