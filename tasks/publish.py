@@ -1,0 +1,87 @@
+"""publish-NNN: one model onto its branch model-index-N, then the model card on main.
+
+The target is the local Hub mirror under the sweep folder (the embedded default), or the Hub
+repository `hub_repo` when one is named. The token comes from HF_TOKEN or the Prefect Secret
+block `hf-token`; it is never a flow parameter and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prefect import task
+from prefect.cache_policies import INPUTS
+
+from model.io import atomic_write_json
+from model.publish import HubTarget, LocalMirror, render_model_card, update_main, validate_repo_id
+from model.publish import publish_model as publish_branch
+from model.sweep import SweepConfig, SweepPaths, results_rows
+
+SECRET_BLOCK = "hf-token"
+
+
+def hub_token() -> str | None:
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        return token
+    try:
+        from prefect.blocks.system import Secret
+
+        return Secret.load(SECRET_BLOCK).get()
+    except Exception:  # no such block, or no server to ask: the caller reports a missing token
+        return None
+
+
+def check_target(hub_repo: str | None) -> None:
+    """Before any training: a named Hub repository must be valid and a token must exist."""
+    if hub_repo is None:
+        return
+    validate_repo_id(hub_repo)
+    if not hub_token():
+        raise ValueError(
+            f"hub_repo: {hub_repo!r} needs a Hugging Face token: set HF_TOKEN on the workers or "
+            f"create the Prefect Secret block {SECRET_BLOCK!r}"
+        )
+
+
+def target_for(paths: SweepPaths, hub_repo: str | None):
+    if hub_repo:
+        return HubTarget(hub_repo, token=hub_token())
+    return LocalMirror(paths.mirror)
+
+
+def _publish_name(parameters: dict) -> str:
+    return f"publish-{parameters['index']:03d}"
+
+
+@task(name="publish", task_run_name=_publish_name, retries=2, retry_delay_seconds=[2, 10], cache_policy=INPUTS,
+      persist_result=True, tags=["regmix", "publish"],
+      description="Upload one model to branch model-index-N (skipped when the branch already holds it).")
+def publish_model(index: int, config: dict, scores: dict, hub_repo: str | None) -> dict:
+    sweep = SweepConfig.from_dict(config)
+    paths = SweepPaths.of(sweep)
+    target = target_for(paths, hub_repo)
+    result = publish_branch(target, index, paths.model_dir(index) / "final", scores)
+    record = {"branch": result.branch, "revision": result.revision, "skipped": result.skipped,
+              "target": hub_repo or str(paths.mirror)}
+    atomic_write_json(paths.model_dir(index) / "publish.json", record)
+    card = render_model_card(_card_settings(sweep, hub_repo), results_rows(paths, sweep))
+    update_main(target, card, sweep.resolved_preset().model.llama_config(
+        vocab_size=_vocab(paths, index)).to_dict())
+    return record
+
+
+def _card_settings(sweep: SweepConfig, hub_repo: str | None) -> dict:
+    preset = sweep.resolved_preset()
+    return {
+        "repo_id": hub_repo, "name": sweep.name, "num_models": sweep.n_models, "model_name": sweep.preset,
+        "corpus": sweep.corpus, "tokenizer": sweep.resolved_tokenizer(),
+        "tokens_per_model": preset.train.total_tokens, "training": preset.train.__dict__,
+        "sampler_seed": sweep.sampler_seed,
+    }
+
+
+def _vocab(paths: SweepPaths, index: int) -> int:
+    import json
+
+    return json.loads((paths.model_dir(index) / "final" / "config.json").read_text())["vocab_size"]
