@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from model.slots import plan_slots
 from model.sweep import EvalSettings, SweepConfig, SweepPaths
 from tasks.index import noise_run, run_index
+from tasks.workpool import run_index_on_pool
 from tasks.prepare import prepare_corpus, prepare_tokens, sample_mixtures
 from tasks.results import collect_results
 from tasks.runtime import close_pool, open_pool
@@ -61,9 +62,17 @@ def regmix(
     hub_repo: str | None = None,
     cpu_slots: int | None = None,
     noise_seeds: int = 0,
+    mode: str = "local",
     terminal_progress: bool = False,
 ) -> dict:
-    """Parameters are checked before anything starts; a failed index never stops the others."""
+    """Parameters are checked before anything starts; a failed index never stops the others.
+
+    mode "local": trainings run on this machine's device slots. mode "work-pool": each index runs
+    as a flow run of the `regmix-index/train-index` deployment on the GPU work pool, so the sweep
+    spreads over every machine that runs a worker.
+    """
+    if mode not in ("local", "work-pool"):
+        raise ValueError(f"mode: must be 'local' or 'work-pool', got {mode!r}")
     sweep = build_config(n_models, preset, steps, corpus, corpus_seed, corpus_tokens, tokenizer, sampler_seed,
                          train_seed, name, output_root, eval_tasks, eval_shots, eval_limit, corpus_tasks)
     chosen = sweep.validate_indices(indices)
@@ -86,7 +95,8 @@ def regmix(
     progress = _terminal_progress(paths, chosen, sweep) if terminal_progress else None
     try:
         with ThreadPoolTaskRunner(max_workers=2 * len(slots)) as runner:
-            futures = {i: runner.submit(run_index, parameters={
+            index_task = run_index if mode == "local" else run_index_on_pool
+            futures = {i: runner.submit(index_task, parameters={
                 "index": i, "config": config, "mixture": mixtures[i], "tokens": tokens,
                 "corpus_root": corpus_root, "hub_repo": hub_repo}) for i in chosen}
             noise = [runner.submit(noise_run, parameters={
