@@ -13,7 +13,7 @@ from model.slots import plan_slots
 from model.sweep import EvalSettings, SweepConfig, SweepPaths
 from tasks.index import noise_run, run_index
 from tasks.workpool import run_index_on_pool
-from tasks.prepare import prepare_corpus, prepare_tokens, sample_mixtures
+from tasks.prepare import prepare_benchmarks, prepare_corpus, prepare_tokens, sample_mixtures
 from tasks.results import collect_results
 from tasks.runtime import close_pool, open_pool
 
@@ -90,11 +90,15 @@ def regmix(
     corpus_root = prepare_corpus(config)
     tokens = prepare_tokens(corpus_root, sweep.resolved_tokenizer())
     mixtures = sample_mixtures(config)
+    prepare_benchmarks(list(sweep.eval.tasks))
 
-    open_pool(cpu_slots)
+    if mode == "local":
+        open_pool(cpu_slots)
     progress = _terminal_progress(paths, chosen, sweep) if terminal_progress else None
     try:
-        with ThreadPoolTaskRunner(max_workers=2 * len(slots)) as runner:
+        # work-pool mode: every index waits on its own flow run, so all of them are submitted at once.
+        threads = 2 * len(slots) if mode == "local" else len(chosen) + noise_seeds
+        with ThreadPoolTaskRunner(max_workers=threads) as runner:
             index_task = run_index if mode == "local" else run_index_on_pool
             futures = {i: runner.submit(index_task, parameters={
                 "index": i, "config": config, "mixture": mixtures[i], "tokens": tokens,

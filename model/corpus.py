@@ -207,3 +207,22 @@ def download_regmix_data(
         ) from e
     validate_corpus(local_dir, DOMAINS if domains is None else tuple(domains))
     return Path(local_dir)
+
+
+def download_command(argv: list[str]) -> int:
+    """`regmix download`: fetch sail/regmix-data(-sample) into a folder the sweep can point at."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="regmix download", description=download_regmix_data.__doc__)
+    parser.add_argument("--local-dir", required=True)
+    parser.add_argument("--repo", default=DEFAULT_REPO_ID, help="sail/regmix-data-sample (5B tokens) or sail/regmix-data")
+    parser.add_argument("--domains", type=lambda s: [d for d in s.split(",") if d], default=None)
+    args = parser.parse_args(argv)
+    try:
+        folder = download_regmix_data(args.local_dir, args.repo, args.domains, token=os.environ.get("HF_TOKEN"))
+    except (ConnectionError, ValueError, FileNotFoundError) as exc:
+        print(f"regmix download: {exc}", file=sys.stderr)
+        return 1
+    print(folder)
+    return 0
