@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         assert r1.scores() == r2.scores(), "repeated evaluation must give the same scores"
 
     cached_dir = work / "model"
+    (cached_dir / "eval.json").unlink(missing_ok=True)  # a kept work folder must not make "first" a cache hit
     evaluator = Evaluator(mc, shots=(0,), limit=10, include_paths=[corpus_tasks.include_path], cache_dir=cache, hub=False)
     _, e1 = timed(evaluator.evaluate_dir, cached_dir, model, tokenizer)
     _, e2 = timed(evaluator.evaluate_dir, cached_dir, model, tokenizer)
