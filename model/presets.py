@@ -136,8 +136,8 @@ PRESETS: dict[str, Preset] = {
             "demo",
             ModelShape(n_layers=2, n_heads=4, d_model=64, d_mlp=192, context=128, vocab_size=None),
             TrainHyper(
-                seq_len=128, batch_sequences=16, micro_batch=16, steps=150, lr=3e-3, min_lr=3e-4,
-                warmup_steps=10, eval_interval=0, checkpoint_interval=50, eval_tokens=8192,
+                seq_len=128, batch_sequences=16, micro_batch=16, steps=100, lr=3e-3, min_lr=3e-4,
+                warmup_steps=10, eval_interval=0, checkpoint_interval=50, eval_tokens=4096,
             ),
             tokenizer="bpe:2048",
             description="Embedded default for CPUs: 64 of these train on mini-pile in minutes",
