@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -94,7 +95,18 @@ def _print_top_rows(results_csv, rows: int = 10) -> None:
 DEMO_DEFAULTS = {"noise_seeds": 3, "eval_tasks": ["arc_easy", "piqa", "sciq"], "eval_limit": 10}
 
 
+# The local Prefect of `regmix sweep` is an ephemeral server started on first use; on a busy
+# laptop it can need more than Prefect's default 20 s, and it must not try to phone home.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
