@@ -12,6 +12,7 @@ import atexit
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -106,9 +107,22 @@ class LocalStack:
         self.prefect("--no-prompt", "deploy", "--all")
         return self
 
+    def _process_groups(self) -> set[int]:
+        return {int(p.read_text()) for p in self.state_dir.glob("*.pid") if p.read_text().strip().isdigit()}
+
     def stop(self) -> None:
         if self.started:
-            subprocess.run([str(SCRIPTS / "down.sh")], cwd=CHECKOUT, env=self.env(), capture_output=True, timeout=300)
+            groups = self._process_groups()
+            try:
+                subprocess.run([str(SCRIPTS / "down.sh")], cwd=CHECKOUT, env=self.env(), capture_output=True,
+                               timeout=120)
+            except subprocess.TimeoutExpired:
+                pass
+            for group in groups:  # whatever down.sh did not stop: only the groups this stack started
+                try:
+                    os.killpg(group, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             self.started = False
 
     def worker_names(self) -> list[str]:
