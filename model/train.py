@@ -98,15 +98,41 @@ def _autocast(device: str):
     return contextlib.nullcontext()  # fp32 on CPU
 
 
+class _WriteErrors:
+    """A file for torch.save that keeps the OSError (a full disk) torch turns into a vague RuntimeError."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data):
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self):
+        return self.file.flush()
+
+
 def _save_checkpoint(folder: Path, step: int, state: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:07d}.pt"
+    for leftover in folder.glob(".step-*.tmp"):  # from a writer killed mid-write; one writer per run
+        leftover.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+            writer = _WriteErrors(f)
+            try:
+                torch.save(state, writer)
+                f.flush()
+                os.fsync(f.fileno())
+            except (OSError, RuntimeError) as exc:
+                cause = exc if isinstance(exc, OSError) else writer.error
+                if cause is None:
+                    raise
+                raise OSError(cause.errno, f"{cause.strerror} while writing a checkpoint", str(path)) from exc
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -207,8 +233,6 @@ def train(
             record["val_loss"] = evaluate_now()
             model.train()
         history.append(record)
-        if progress:
-            progress(done_steps, hyper.steps, record)
         at_interval = hyper.checkpoint_interval and done_steps % hyper.checkpoint_interval == 0
         if at_interval or done_steps == hyper.steps:
             _save_checkpoint(run_dir / CHECKPOINT_DIR, done_steps, {
@@ -217,6 +241,8 @@ def train(
                 "torch_rng": torch.get_rng_state(), "history": history,
                 "elapsed": time.perf_counter() - began,
             })
+        if progress:  # after the checkpoint: a step reported is a step that survives a crash
+            progress(done_steps, hyper.steps, record)
         if stop_after is not None and done_steps >= stop_after and done_steps < hyper.steps:
             raise TrainingInterrupted(f"stopped after step {done_steps} as asked")
 
