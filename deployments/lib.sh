@@ -19,14 +19,14 @@ GPU_POOL="${REGMIX_GPU_POOL:-regmix-gpu}"
 # alive PIDFILE: the process named in the pid file still runs
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# stop_group PIDFILE: TERM the process group started under that pid, KILL it if still there after 30 s
+# stop_group PIDFILE: TERM the process group started under that pid, KILL it if still there after 10 s
 stop_group() {
     local pidfile="$1" pid
     [[ -f "$pidfile" ]] || return 0
     pid="$(cat "$pidfile")"
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
         kill -KILL -- "-$pid" 2>/dev/null || true
     fi
     rm -f "$pidfile"
