@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from model.io import atomic_write_json
-from model.slots import SlotPool, plan_slots
+from model.slots import plan_slots
 from model.sweep import SweepConfig, SweepPaths
 from tasks import runtime
 from tasks.index import run_index
@@ -55,6 +55,5 @@ def _open_worker_slot():
         raise ValueError(f"REGMIX_SLOT_THREADS: must be a positive integer, got {threads!r}")
     slot = plan_slots(cpu_slots=1, total_threads=int(threads) if threads else None)[0]
     runtime.close_pool()
-    with runtime._lock:  # the tasks find their pool here; open_pool cannot be told the thread share
-        runtime._pool = SlotPool([slot])
+    runtime.open_pool(slots=[slot])
     return slot

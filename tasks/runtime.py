@@ -10,17 +10,18 @@ import json
 import threading
 from pathlib import Path
 
-from model.slots import SlotPool, plan_slots
+from model.slots import Slot, SlotPool, plan_slots
 
 _pool: SlotPool | None = None
 _lock = threading.Lock()
 
 
-def open_pool(cpu_slots: int | None = None) -> SlotPool:
+def open_pool(cpu_slots: int | None = None, slots: list[Slot] | None = None) -> SlotPool:
+    """The process's pool: `slots` as given (a worker's own share), else planned from this machine."""
     global _pool
     with _lock:
         if _pool is None:
-            _pool = SlotPool(plan_slots(cpu_slots=cpu_slots))
+            _pool = SlotPool(slots or plan_slots(cpu_slots=cpu_slots))
         return _pool
 
 
