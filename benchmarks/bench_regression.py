@@ -1,6 +1,10 @@
 """Time the RegMix fit (512 proxy runs) and the 1M-candidate search; Spearman of every regressor.
 
-    python -m benchmarks.bench_regression [--candidates N] [--regressors a,b] [--no-cv]
+    python -m benchmarks.bench_regression [--candidates N] [--regressors a,b] [--no-cv] [--repeats R]
+
+First, fit (512 rows) + search (1M candidates) of LightGBM two ways, alternating R rounds: the
+previous path (sklearn wrapper's predict, one thread, every candidate) and ours (the booster's
+predict on every core, and the exact top-k shortlist); both must give the same optimum.
 
 Needs the RegMix release data (../shared/regmix-release or REGMIX_RELEASE_DIR). The regressor
 to prefer is picked by k-fold Spearman on the 768 proxy runs (1M train + 1M test) only; the 1B
@@ -17,7 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.regression import REGRESSORS, cross_validate, fit_regressor, load_pair, score, search_optimal_mixture
+from benchmarks.common import alternate, machine_line, median, spread
+from model.regression import (REGRESSORS, Regressor, _fit_lgbm, cross_validate, fit_regressor, load_pair, score,
+                              search_optimal_mixture)
 
 RELEASE_DIR = Path(os.environ.get("REGMIX_RELEASE_DIR",
                                   Path(__file__).resolve().parents[2] / "shared" / "regmix-release"))
@@ -29,6 +35,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--regressors", default=",".join(REGRESSORS))
     parser.add_argument("--no-cv", action="store_true", help="skip the k-fold figures (the slow part)")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the previous-vs-ours search timing")
     args = parser.parse_args(argv)
 
     data = RELEASE_DIR / "data"
@@ -41,6 +48,9 @@ def main(argv: list[str]) -> int:
     proxies_X, proxies_y = pd.concat([X, X1m]), pd.concat([y, y1m])
     print(f"{len(y)} train, {len(y1m)} 1M test, {len(y1b)} 1B rows; {os.cpu_count()} CPUs; "
           f"search: {args.candidates} candidates, top {args.top_k}")
+
+    print(machine_line())
+    compare_search_paths(X, y, args.candidates, args.top_k, args.repeats)
 
     header = (f"{'regressor':>20} {'fit s':>7} {'search s':>9} {'CV proxies':>11} {'1M test':>8} "
               f"{'1B':>7} {'1B pearson':>10}  optimum (top domains)")
@@ -65,6 +75,35 @@ def main(argv: list[str]) -> int:
         best = max(cv_figures, key=cv_figures.get)
         print(f"chosen by 5-fold CV on the proxy runs: {best} ({cv_figures[best]:.4f})")
     return 0
+
+
+def compare_search_paths(X, y, candidates: int, top_k: int, repeats: int) -> None:
+    """Fit on the 512 rows (early stopping on a holdout, as the study does) and search, both ways."""
+    optima = {}
+
+    def timed(name, make_regressor, **search_options):
+        def run():
+            start = time.perf_counter()
+            regressor = make_regressor()
+            optima[name] = search_optimal_mixture(regressor, candidates=candidates, top_k=top_k, **search_options)
+            return time.perf_counter() - start
+        return run
+
+    def previous():
+        model = _fit_lgbm(X.to_numpy(), y.to_numpy(), None, None, 42)
+        return Regressor("lightgbm", model.predict)  # the sklearn wrapper: n_jobs=1, all candidates
+
+    figures = alternate({
+        "previous": timed("previous", previous, use_shortlist=False),
+        "ours": timed("ours", lambda: fit_regressor("lightgbm", X, y)),
+    }, repeats)
+    same = optima["previous"] == optima["ours"]
+    ratio = median(figures["previous"]) / median(figures["ours"])
+    print(f"fit {len(y)} rows + search {candidates} candidates (top {top_k}), seconds per round: "
+          f"previous {spread(figures['previous'])}, ours {spread(figures['ours'])}; "
+          f"median ratio {ratio:.2f}x; same optimum: {same}", flush=True)
+    if not same:
+        raise SystemExit("the two search paths disagree")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import argparse
 import io
 import json
 import math
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -122,6 +123,9 @@ class Regressor:
     kind: str
     predict: Callable[[np.ndarray], np.ndarray]
     details: dict = field(default_factory=dict)
+    # shortlist(Z, k, ceiling) -> (rows, predictions): every row of Z left out is provably neither
+    # among Z's k lowest nor <= ceiling; the search uses it to skip most of the prediction work.
+    shortlist: Callable[[np.ndarray, int, float], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def _holdout_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,16 +152,81 @@ def _fit_lgbm(X, y, eval_X, eval_y, seed: int, **extra):
     return fit(X, y, None, None, n_estimators=rounds)
 
 
+def prediction_threads() -> int:
+    """Cores this process may use: prediction over many candidates is worth every one of them."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _booster_predict(model):
+    """The sklearn wrapper's prediction (same trees, same numbers), on every core, without its checks."""
+    booster, iterations = model.booster_, model.best_iteration_ or model.booster_.current_iteration()
+
+    def predict(Z):
+        return booster.predict(np.ascontiguousarray(Z, dtype=np.float64), num_iteration=iterations,
+                               num_threads=prediction_threads())
+    return predict
+
+
+def _leaf_values(node: dict) -> list[float]:
+    if "split_feature" not in node:
+        return [node["leaf_value"]]
+    return _leaf_values(node["left_child"]) + _leaf_values(node["right_child"])
+
+
+def _tree_shortlist(model):
+    """Exact top-k without predicting every candidate in full: after the first s trees, a row's final
+    value lies within [partial + sum of later trees' lowest leaves, partial + sum of their highest];
+    rows whose lowest possible value exceeds the k-th best highest possible one cannot make the top k.
+    Stages fall where the later trees' total leaf range halves. Survivors get the full prediction."""
+    booster = model.booster_
+    iterations = model.best_iteration_ or booster.current_iteration()
+    full = _booster_predict(model)
+    plan: list = []  # (stages, low_tail, high_tail), built on first use: dumping the trees costs a fit's time
+
+    def make_plan():
+        ranges = np.array([(min(v), max(v)) for v in (_leaf_values(t["tree_structure"])
+                                                      for t in booster.dump_model()["tree_info"][:iterations])])
+        low_tail = np.r_[np.cumsum(ranges[::-1, 0])[::-1], 0.0]  # low_tail[s]: lowest sum of trees s..end
+        high_tail = np.r_[np.cumsum(ranges[::-1, 1])[::-1], 0.0]
+        width = high_tail - low_tail
+        stages = sorted({int(np.argmax(width <= width[0] / 2 ** j)) for j in range(1, 7)} - {0, iterations})
+        return stages, low_tail, high_tail
+
+    def shortlist(Z, k, ceiling):
+        if not plan:
+            plan.append(make_plan())
+        stages, low_tail, high_tail = plan[0]
+        Z = np.ascontiguousarray(Z, dtype=np.float64)
+        rows, partial, done = np.arange(len(Z)), np.zeros(len(Z)), 0
+        for stage in stages:
+            if not len(rows):
+                return rows, np.empty(0)
+            partial += booster.predict(Z[rows], start_iteration=done, num_iteration=stage - done,
+                                       num_threads=prediction_threads())
+            done = stage
+            bound = ceiling
+            if len(rows) > k:
+                bound = min(bound, float(np.partition(partial + high_tail[stage], k - 1)[k - 1]))
+            # The margin absorbs rounding: partial sums add the trees in another order than LightGBM.
+            keep = partial + low_tail[stage] <= bound + 1e-9 * (1.0 + abs(bound))
+            rows, partial = rows[keep], partial[keep]
+        return rows, (full(Z[rows]) if len(rows) else np.empty(0))
+    return shortlist
+
+
 def _lightgbm(X, y, eval_X, eval_y, seed):
     model = _fit_lgbm(X, y, eval_X, eval_y, seed)
-    return model.predict, {"trees": model.booster_.num_trees()}
+    return _booster_predict(model), {"trees": model.booster_.num_trees(), "shortlist": _tree_shortlist(model)}
 
 
 def _lightgbm_ensemble(X, y, eval_X, eval_y, seed):
     # Row and column subsampling make the seeds differ; averaging smooths the step functions.
-    models = [_fit_lgbm(X, y, eval_X, eval_y, seed + i, subsample=0.8, subsample_freq=1,
-                        colsample_bytree=0.8) for i in range(ENSEMBLE_SEEDS)]
-    return (lambda Z: np.mean([m.predict(Z) for m in models], axis=0)), {"members": len(models)}
+    members = [_booster_predict(_fit_lgbm(X, y, eval_X, eval_y, seed + i, subsample=0.8, subsample_freq=1,
+                                          colsample_bytree=0.8)) for i in range(ENSEMBLE_SEEDS)]
+    return (lambda Z: np.mean([predict(Z) for predict in members], axis=0)), {"members": len(members)}
 
 
 def _linear(X, y, eval_X, eval_y, seed):
@@ -202,8 +271,8 @@ def _log_linear_boosted(X, y, eval_X, eval_y, seed):
     base, details = _fit_log_linear(_sqrt_features(X), y)
     def residual(Z): return base(_sqrt_features(Z))
     eval_resid = None if eval_X is None else eval_y - residual(eval_X)
-    trees = _fit_lgbm(X, y - residual(X), eval_X, eval_resid, seed)
-    return (lambda Z: residual(Z) + trees.predict(Z)), details
+    trees = _booster_predict(_fit_lgbm(X, y - residual(X), eval_X, eval_resid, seed))
+    return (lambda Z: residual(Z) + trees(Z)), details
 
 
 REGRESSORS: dict[str, Callable] = {
@@ -240,7 +309,8 @@ def fit_regressor(kind: str, X, y, eval_X=None, eval_y=None, seed: int = SEED) -
     if eval_X is not None:
         eval_X, eval_y = _as_array(eval_X), np.asarray(eval_y, dtype=np.float64)
     predict, details = REGRESSORS[kind](X, y, eval_X, eval_y, seed)
-    return Regressor(kind, lambda Z: np.asarray(predict(_as_array(Z)), dtype=np.float64), details)
+    shortlist = details.pop("shortlist", None)
+    return Regressor(kind, lambda Z: np.asarray(predict(_as_array(Z)), dtype=np.float64), details, shortlist)
 
 
 def score(predicted, actual) -> dict[str, float]:
@@ -353,10 +423,13 @@ def search_optimal_mixture(
     constraint_mode: str = "project",
     seed: int = SEED,
     chunk_size: int = 100_000,
+    use_shortlist: bool = True,
 ) -> SearchResult:
     """RegMix's search: draw Dirichlet(concentration * prior) candidates, average the top_k lowest
     predictions. Out-of-bounds candidates are projected onto the bounds, or dropped with
-    constraint_mode="reject". The average of feasible mixtures is feasible (the set is convex)."""
+    constraint_mode="reject". The average of feasible mixtures is feasible (the set is convex).
+    With the regressor's shortlist (use_shortlist), only candidates that can still make the top k
+    are predicted in full; the result is the same, candidate for candidate."""
     if candidates < 1:
         raise ValueError(f"candidates: {candidates!r} must be >= 1")
     if not 1 <= top_k <= candidates:
@@ -386,8 +459,14 @@ def search_optimal_mixture(
         if not len(chunk):
             continue
         # Keep only a running top-k so memory stays at one chunk whatever the candidate count.
+        if use_shortlist and regressor.shortlist is not None:
+            ceiling = float(best_p[-1]) if len(best_p) == top_k else math.inf
+            rows, predicted = regressor.shortlist(chunk, top_k, ceiling)
+            chunk = chunk[rows]
+        else:
+            predicted = regressor.predict(chunk)
         pool_w = np.vstack([best_w, chunk])
-        pool_p = np.concatenate([best_p, regressor.predict(chunk)])
+        pool_p = np.concatenate([best_p, predicted])
         keep = np.argsort(pool_p, kind="stable")[:top_k]
         best_w, best_p = pool_w[keep], pool_p[keep]
     if len(best_p) < top_k:
