@@ -124,6 +124,8 @@ def main() -> None:
     elif args.micro_batch:
         overrides["micro_batch"] = args.micro_batch
     overrides["warmup_steps"] = min(hyper.warmup_steps, max(1, overrides["steps"] // 10))
+    # The final validation after training is outside the timed window; keep it short (2 windows per domain).
+    overrides["eval_tokens"] = 2 * (overrides.get("seq_len") or hyper.seq_len) + 2
     preset = preset.with_overrides(**overrides)
     hyper = preset.train
     threads = args.threads or (1 if args.preset in ("demo", "ci") else (torch.get_num_threads()))
