@@ -243,3 +243,54 @@ def test_disk_full_during_a_checkpoint_is_a_clear_error_and_the_previous_checkpo
     small_disk(checkpoint_size * 8, remount=True)  # space freed: the run resumes and ends as uninterrupted
     assert train(run_dir, spec, token_store, tokenizer)["resumed_from_step"] == 20
     assert _same_weights(_weights(run_dir), reference_weights)
+
+
+# --- two sweeps with different configs at once --------------------------------------------------
+
+_SWEEP_SCRIPT = """
+import json, sys
+sys.path.insert(0, {root!r})
+from flows.regmix import regmix
+
+if __name__ == "__main__":  # slot processes are spawned: they re-import this file
+    summary = regmix(n_models=2, preset="ci", steps=4, corpus={corpus!r}, eval_limit=2, cpu_slots=1,
+                     corpus_tasks=[], output_root={output!r}, sampler_seed={seed}, train_seed={seed})
+    print(json.dumps(summary, default=str))
+"""
+
+
+def test_two_sweeps_with_different_configs_at_once_keep_to_their_own_files(tmp_path, minipile):
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.regmix import build_config
+    from model.sweep import SweepPaths
+
+    output = tmp_path / "runs"
+    children = []
+    with prefect_test_harness(server_startup_timeout=180):
+        env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), REGMIX_CACHE=str(tmp_path / "cache"))
+        env.pop("REGMIX_FAULTS", None)
+        for seed in (1, 2):
+            script = tmp_path / f"sweep{seed}.py"
+            script.write_text(_SWEEP_SCRIPT.format(root=str(ROOT), corpus=str(minipile), output=str(output), seed=seed))
+            children.append(subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [child.communicate(timeout=900) for child in children]
+    for child, (out, err) in zip(children, outputs):
+        assert child.returncode == 0, err[-3000:]
+    folders = {seed: SweepPaths.of(build_config(n_models=2, preset="ci", steps=4, corpus=str(minipile),
+                                                output_root=str(output), sampler_seed=seed, train_seed=seed,
+                                                eval_limit=2, corpus_tasks=[])).root for seed in (1, 2)}
+    assert folders[1] != folders[2] and sorted(p.name for p in output.iterdir()) == sorted(f.name for f in folders.values())
+    tables = {seed: pd.read_csv(folder / "results.csv") for seed, folder in folders.items()}
+    for seed, folder in folders.items():
+        table = tables[seed]
+        assert list(table["index"]) == [1, 2] and table["status"].eq("completed").all()
+        record = json.loads((folder / "sweep.json").read_text())
+        assert record["config"]["sampler_seed"] == seed and record["hash"] == folder.name.rsplit("-", 1)[1]
+        for index in (1, 2):
+            result = json.loads((folder / "models" / f"model-index-{index}" / "train_result.json").read_text())
+            assert result["spec"]["seed"] == seed and result["model_dir"].startswith(str(folder))
+    weights = [c for c in tables[1].columns if c.startswith("train_the_pile_")]
+    assert not tables[1][weights].equals(tables[2][weights])  # different mixtures, each in its own table
