@@ -40,7 +40,7 @@ def tokenizer(path: str):
 class ProgressFile:
     """Throttled, atomic progress reports: {step, total, loss, updated}."""
 
-    def __init__(self, path: str | Path | None, every_seconds: float = 1.0):
+    def __init__(self, path: str | Path | None, every_seconds: float = 2.0):
         self.path = Path(path) if path else None
         self.every = every_seconds
         self.last = 0.0

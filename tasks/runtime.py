@@ -59,7 +59,7 @@ def read_progress(path: Path) -> dict | None:
 class Poller:
     """Calls `update(progress_dict)` each time a progress file changes, until stopped."""
 
-    def __init__(self, path: Path, update, every: float = 1.0):
+    def __init__(self, path: Path, update, every: float = 2.0):
         self.path, self.update, self.every = Path(path), update, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
