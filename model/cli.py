@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -68,10 +69,24 @@ def sweep_command(argv: list[str], prog: str = "regmix sweep", defaults: dict | 
     state = regmix(**parameters, terminal_progress=True, return_state=True)
     if results_csv.is_file():
         _print_top_rows(results_csv)
-    if not state.is_completed():
+    if state.is_completed():
+        _print_summary(state.result())
+    else:
         print(f"sweep ended {state.name}: {state.message}", file=sys.stderr)
+    # The local Prefect server logs its shutdown at exit; the path must stay the last line.
+    logging.getLogger("prefect").setLevel(logging.WARNING)
     print(results_csv)
     return 0 if state.is_completed() else 1
+
+
+def _print_summary(summary: dict) -> None:
+    if "spread_std" in summary:
+        print(f"\nBest index {summary['best_index']} (pile_cc loss {summary['best_loss']:.4f}), "
+              f"worst {summary['worst_index']} ({summary['worst_loss']:.4f}); spread across mixtures: "
+              f"std {summary['spread_std']:.4f}")
+    if "noise_std" in summary:
+        print(f"Run-to-run noise of one mixture ({summary['noise_runs']} seeds): std {summary['noise_std']:.4f}"
+              + (f"; spread/noise {summary['spread_over_noise']:.1f}x" if "spread_over_noise" in summary else ""))
 
 
 def _print_top_rows(results_csv, rows: int = 10) -> None:
@@ -81,7 +96,7 @@ def _print_top_rows(results_csv, rows: int = 10) -> None:
 
     frame = pd.read_csv(results_csv)
     target = loss_column("pile_cc")
-    columns = ["index", "status", train_key("pile_cc"), target] + [c for c in frame if c.startswith("eval/")][:4]
+    columns = ["index", "status", train_key("pile_cc"), target, "eval/average", "eval/corpus_ppl_pile_cc"]
     shown = frame[[c for c in columns if c in frame]]
     if target in shown:
         shown = shown.sort_values(target)

@@ -19,6 +19,14 @@ from .io import atomic_write_json
 _cache: dict = {}
 
 
+def quiet_libraries() -> None:
+    """Only lm-eval's errors: its per-request warnings (e.g. truncated contexts) drown the sweep's log."""
+    import logging
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    logging.getLogger("lm-eval").setLevel(logging.ERROR)
+
+
 def _cached(key, make):
     if key not in _cache:
         _cache[key] = make()
@@ -73,6 +81,7 @@ def train_index(device: str, index: int, run_dir: str, spec, tokens_dir: str, to
     from .train import train
 
     check_fault("train", index)
+    quiet_libraries()
     progress = ProgressFile(progress_path)
     kill_at = _kill_step(index, spec.preset.train.steps)
 
@@ -136,6 +145,7 @@ def evaluate_index(device: str, index: int, run_dir: str, settings, corpus_root:
     from .train import FINAL_DIR, read_result
 
     check_fault("evaluate", index)
+    quiet_libraries()
     run_dir = Path(run_dir)
     trained = read_result(run_dir)
     if trained is None:

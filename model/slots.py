@@ -61,8 +61,9 @@ def plan_slots(cpu_slots: int | None = None, use_gpus: bool = True, total_thread
     return [Slot(i, "cpu", "", threads) for i in range(count)]
 
 
-def _enter_slot(visible_devices: str, threads: int) -> None:
+def _enter_slot(visible_devices: str, threads: int, env: dict[str, str]) -> None:
     # Runs first in the slot's process, before anything touches CUDA.
+    os.environ.update(env)
     os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["REGMIX_SLOT_THREADS"] = str(threads)
@@ -74,10 +75,11 @@ def _enter_slot(visible_devices: str, threads: int) -> None:
 class SlotPool:
     """Runs jobs on free slots, one job per slot at a time; lower `priority` goes first."""
 
-    def __init__(self, slots: list[Slot]):
+    def __init__(self, slots: list[Slot], env: dict[str, str] | None = None):
         if not slots:
             raise ValueError("slots: at least one slot is needed")
         self.slots = list(slots)
+        self.env = dict(env or {})  # extra environment of every slot process
         self._executors: dict[int, ProcessPoolExecutor | None] = {s.index: None for s in slots}
         self._free = [s.index for s in slots]
         self._waiting: list[tuple[int, int]] = []  # (priority, ticket)
@@ -90,7 +92,7 @@ class SlotPool:
         if executor is None:
             executor = ProcessPoolExecutor(
                 max_workers=1, mp_context=self._ctx, initializer=_enter_slot,
-                initargs=(slot.visible_devices, slot.threads),
+                initargs=(slot.visible_devices, slot.threads, self.env),
             )
             self._executors[slot.index] = executor
         return executor

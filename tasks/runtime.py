@@ -21,7 +21,9 @@ def open_pool(cpu_slots: int | None = None, slots: list[Slot] | None = None) -> 
     global _pool
     with _lock:
         if _pool is None:
-            _pool = SlotPool(slots or plan_slots(cpu_slots=cpu_slots))
+            # Slot processes share the terminal with the sweep's own progress bar: no per-request
+            # bars from lm-eval, no per-save bars from transformers (tqdm reads this at import).
+            _pool = SlotPool(slots or plan_slots(cpu_slots=cpu_slots), env={"TQDM_DISABLE": "1"})
         return _pool
 
 
