@@ -10,6 +10,7 @@ which test_server_database_is_postgresql then reports as a skip.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.slow
 SWEEP = {"preset": "ci", "n_models": 3, "corpus": "mini-pile", "tokenizer": None, "corpus_tokens": 400_000,
          "steps": 8, "eval_limit": 2, "corpus_tasks": []}
 FAILING = 2
-PG_DATABASE = "regmix_e2e"
+# one database per test session: a fixed name let a second suite on the machine (CI next to a
+# developer) drop the first one's live database with start_postgres.sh --fresh
+PG_DATABASE = f"regmix_e2e_{os.getpid()}"
 _postgres: dict = {}
 
 
