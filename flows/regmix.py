@@ -61,6 +61,7 @@ def regmix(
     corpus_tasks: list[str] | None = None,
     hub_repo: str | None = None,
     cpu_slots: int | None = None,
+    gpus_per_model: int = 1,
     noise_seeds: int = 0,
     mode: str = "local",
     terminal_progress: bool = False,
@@ -76,7 +77,7 @@ def regmix(
     sweep = build_config(n_models, preset, steps, corpus, corpus_seed, corpus_tokens, tokenizer, sampler_seed,
                          train_seed, name, output_root, eval_tasks, eval_shots, eval_limit, corpus_tasks)
     chosen = sweep.validate_indices(indices)
-    slots = plan_slots(cpu_slots=cpu_slots)  # validates cpu_slots too
+    slots = plan_slots(cpu_slots=cpu_slots, gpus_per_slot=gpus_per_model)  # validates both
     if not isinstance(noise_seeds, int) or isinstance(noise_seeds, bool) or noise_seeds < 0:
         raise ValueError(f"noise_seeds: must be a non-negative integer, got {noise_seeds!r}")
     from tasks.publish import check_target
@@ -93,7 +94,7 @@ def regmix(
     prepare_benchmarks(list(sweep.eval.tasks))
 
     if mode == "local":
-        open_pool(cpu_slots)
+        open_pool(slots=slots)
     progress = _terminal_progress(paths, chosen, sweep) if terminal_progress else None
     try:
         # work-pool mode: every index waits on its own flow run, so all of them are submitted at once.

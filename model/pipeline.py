@@ -93,6 +93,16 @@ def train_index(device: str, index: int, run_dir: str, spec, tokens_dir: str, to
     def keep(model):
         _cache["last_model"] = (str(Path(run_dir) / "final"), model)
 
+    import torch
+
+    if device == "cuda" and torch.cuda.device_count() > 1:  # a slot of several GPUs: DDP via torchrun
+        from .distributed import launch
+        from .train import read_result
+
+        done = read_result(run_dir)
+        if not done or done.get("spec_hash") != spec.hash():
+            launch(torch.cuda.device_count(), run_dir, spec, tokens_dir, tokenizer_dir, progress_path)
+        return read_result(run_dir)
     return train(run_dir, spec, token_store(tokens_dir), tokenizer(tokenizer_dir), device=device,
                  progress=report, keep_model=keep)
 

@@ -27,7 +27,7 @@ class Slot:
 
     @property
     def name(self) -> str:
-        return f"gpu{self.visible_devices}" if self.device == "cuda" else f"cpu{self.index}"
+        return f"gpu{self.visible_devices.replace(',', '+')}" if self.device == "cuda" else f"cpu{self.index}"
 
 
 class SlotCrashed(RuntimeError):
@@ -47,13 +47,20 @@ def visible_gpus() -> list[str]:
         return []
 
 
-def plan_slots(cpu_slots: int | None = None, use_gpus: bool = True, total_threads: int | None = None) -> list[Slot]:
-    """One slot per visible GPU; without GPUs, `cpu_slots` slots splitting the cores."""
+def plan_slots(cpu_slots: int | None = None, use_gpus: bool = True, total_threads: int | None = None,
+               gpus_per_slot: int = 1) -> list[Slot]:
+    """One slot per visible GPU (or per group of `gpus_per_slot` GPUs, for a model trained with
+    DDP over several); without GPUs, `cpu_slots` slots splitting the cores."""
+    if not isinstance(gpus_per_slot, int) or isinstance(gpus_per_slot, bool) or gpus_per_slot < 1:
+        raise ValueError(f"gpus_per_model: must be a positive integer, got {gpus_per_slot!r}")
     gpus = visible_gpus() if use_gpus else []
     cores = total_threads or os.cpu_count() or 1
     if gpus:
-        threads = max(1, cores // len(gpus))
-        return [Slot(i, "cuda", gpu, threads) for i, gpu in enumerate(gpus)]
+        if len(gpus) < gpus_per_slot:
+            raise ValueError(f"gpus_per_model: {gpus_per_slot} asked, {len(gpus)} GPU(s) visible")
+        groups = [gpus[i : i + gpus_per_slot] for i in range(0, len(gpus) - gpus_per_slot + 1, gpus_per_slot)]
+        threads = max(1, cores // len(groups))
+        return [Slot(i, "cuda", ",".join(group), threads) for i, group in enumerate(groups)]
     count = cpu_slots if cpu_slots is not None else cores
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError(f"cpu_slots: must be a positive integer, got {cpu_slots!r}")

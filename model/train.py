@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .io import atomic_dir, atomic_write_json, config_hash
 from .mixture import Mixture, write_train_config
 from .presets import Preset, TrainHyper
@@ -180,18 +181,20 @@ def train(
     done = read_result(run_dir)
     if done and done.get("spec_hash") == spec_hash:
         return done
-    device = device or default_device()
+    ctx = distributed.DistContext.from_env()  # a torchrun rank, or the one process
     hyper = spec.preset.train
-    if hyper.batch_sequences % hyper.micro_batch:
+    if hyper.batch_sequences % (hyper.micro_batch * ctx.world):
         raise ValueError(
             f"preset {spec.preset.name}: batch_sequences {hyper.batch_sequences} is not a multiple "
-            f"of micro_batch {hyper.micro_batch}"
+            f"of micro_batch {hyper.micro_batch}" + (f" x {ctx.world} ranks" if ctx.enabled else "")
         )
-    accumulation = hyper.batch_sequences // hyper.micro_batch
+    device = distributed.setup(ctx, device or default_device())
+    accumulation = hyper.batch_sequences // (hyper.micro_batch * ctx.world)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(spec.preset, store.vocab_size, spec.seed).to(device)
     optimizer = build_optimizer(model, hyper, device)
+    trained = distributed.wrap(model, ctx, device)  # the module that runs forward/backward
     sampler = MixtureSampler(store, spec.mixture, hyper.seq_len, spec.seed)
     start_step, elapsed, history = 0, 0.0, []
     checkpoint = latest_checkpoint(run_dir / CHECKPOINT_DIR, spec_hash)
@@ -210,43 +213,53 @@ def train(
             batch_size=hyper.micro_batch, device=device,
         )
 
-    model.train()
+    trained.train()
     began = time.perf_counter() - elapsed
     for step in range(start_step, hyper.steps):
         lr = learning_rate(step, hyper)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = torch.from_numpy(sampler.next_batch(hyper.batch_sequences)).to(device)
+        # Every rank draws the same global batch (same seeded sampler) and trains on its rows.
+        batch = sampler.next_batch(hyper.batch_sequences)[ctx.rank :: ctx.world]
+        micros = torch.from_numpy(batch).to(device).split(hyper.micro_batch)
         loss_sum = 0.0
-        for micro in batch.split(hyper.micro_batch):
-            with _autocast(device):
-                logits = model(input_ids=micro[:, :-1]).logits
-            loss = F.cross_entropy(logits.float().flatten(0, 1), micro[:, 1:].flatten())
-            (loss / accumulation).backward()
+        for i, micro in enumerate(micros):
+            with distributed.no_sync(trained, last_micro=i == len(micros) - 1):
+                with _autocast(device):
+                    logits = trained(input_ids=micro[:, :-1]).logits
+                loss = F.cross_entropy(logits.float().flatten(0, 1), micro[:, 1:].flatten())
+                (loss / accumulation).backward()
             loss_sum += loss.item()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), hyper.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done_steps = step + 1
-        record = {"step": done_steps, "loss": loss_sum / accumulation, "lr": lr, "grad_norm": float(grad_norm)}
+        loss_mean = distributed.mean_over_ranks(loss_sum / accumulation, ctx, device)
+        record = {"step": done_steps, "loss": loss_mean, "lr": lr, "grad_norm": float(grad_norm)}
         if hyper.eval_interval and done_steps % hyper.eval_interval == 0 and done_steps < hyper.steps:
-            record["val_loss"] = evaluate_now()
-            model.train()
+            if ctx.is_main:
+                record["val_loss"] = evaluate_now()
+            distributed.barrier(ctx)
+            trained.train()
         history.append(record)
         at_interval = hyper.checkpoint_interval and done_steps % hyper.checkpoint_interval == 0
-        if at_interval or done_steps == hyper.steps:
+        if ctx.is_main and (at_interval or done_steps == hyper.steps):
             _save_checkpoint(run_dir / CHECKPOINT_DIR, done_steps, {
                 "spec_hash": spec_hash, "step": done_steps, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "history": history,
                 "elapsed": time.perf_counter() - began,
             })
-        if progress:  # after the checkpoint: a step reported is a step that survives a crash
+        if progress and ctx.is_main:  # after the checkpoint: a reported step survives a crash
             progress(done_steps, hyper.steps, record)
         if stop_after is not None and done_steps >= stop_after and done_steps < hyper.steps:
             raise TrainingInterrupted(f"stopped after step {done_steps} as asked")
 
     train_seconds = time.perf_counter() - began
+    if not ctx.is_main:  # rank 0 evaluates and writes; the others wait for its result
+        distributed.barrier(ctx)
+        distributed.teardown(ctx)
+        return read_result(run_dir)
     val_loss = evaluate_now()
     export_model(run_dir / FINAL_DIR, model, tokenizer, spec)
     result = {
@@ -257,12 +270,14 @@ def train(
         "train_seconds": train_seconds,
         "final_train_loss": history[-1]["loss"] if history else float("nan"),
         "val_loss": val_loss,
-        "device": device,
+        "device": device if not ctx.enabled else f"{ctx.world} x {device.split(':')[0]} (DDP)",
         "resumed_from_step": start_step,
         "model_dir": str(run_dir / FINAL_DIR),
         "history": history,
     }
     atomic_write_json(run_dir / RESULT_FILE, result)
+    distributed.barrier(ctx)
+    distributed.teardown(ctx)
     result = read_result(run_dir)  # exactly what a later call returns from disk
     if keep_model:
         keep_model(model)
