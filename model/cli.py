@@ -38,6 +38,7 @@ def _sweep_parser(prog: str) -> argparse.ArgumentParser:
                    help="domains whose generated corpus tasks are scored (comma-separated; '' for none)")
     p.add_argument("--hub-repo", default=None, help="publish to this Hub repository (needs HF_TOKEN)")
     p.add_argument("--cpu-slots", type=int, default=None)
+    p.add_argument("--gpus-per-model", type=int, default=1, help="GPUs per model (DDP through torchrun)")
     p.add_argument("--noise-seeds", type=int, default=0)
     return p
 
@@ -48,7 +49,8 @@ def _sweep_parameters(args: argparse.Namespace) -> dict:
         corpus_tokens=args.corpus_tokens, tokenizer=args.tokenizer, sampler_seed=args.sampler_seed,
         train_seed=args.train_seed, name=args.name, output_root=args.output_root, eval_tasks=args.eval_tasks,
         eval_shots=args.eval_shots, eval_limit=args.eval_limit, corpus_tasks=args.corpus_tasks,
-        hub_repo=args.hub_repo, cpu_slots=args.cpu_slots, noise_seeds=args.noise_seeds,
+        hub_repo=args.hub_repo, cpu_slots=args.cpu_slots, gpus_per_model=args.gpus_per_model,
+        noise_seeds=args.noise_seeds,
     )
 
 
