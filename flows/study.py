@@ -9,6 +9,7 @@ flow, so a second study run finds all their finished work; the extra runs are ha
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -156,6 +157,7 @@ def study_command(argv: list[str]) -> int:
         downstream = "" if info["downstream_rank"] is None else f", rank {info['downstream_rank']} by downstream average"
         print(f"{name} mixture: pile_cc loss {info['loss']:.4f}, rank {info['loss_rank']} of "
               f"{report['targets'] + 1}{downstream}")
+    logging.getLogger("prefect").setLevel(logging.WARNING)  # its exit notice would follow the path
     print(Path(report["files"]["report"]))
     return 0
 
