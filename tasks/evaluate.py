@@ -12,11 +12,8 @@ from model.sweep import SweepConfig, SweepPaths, default_cache_root
 from .runtime import pool, slot_of
 
 
-def _evaluate_name(parameters: dict) -> str:
-    return f"evaluate-{parameters['index']:03d}"
 
-
-@task(name="evaluate", task_run_name=_evaluate_name, retries=1, retry_delay_seconds=1, cache_policy=INPUTS,
+@task(name="evaluate", task_run_name="evaluate-{index:03d}", retries=1, retry_delay_seconds=1, cache_policy=INPUTS,
       persist_result=True, tags=["regmix", "evaluate"],
       description="Per-domain validation loss and lm-eval downstream scores of one model.")
 def evaluate_model(index: int, config: dict, tokens: dict, corpus_root: str) -> dict:

@@ -16,11 +16,8 @@ from .publish import publish_model
 from .train import train_model
 
 
-def _index_name(parameters: dict) -> str:
-    return f"model-index-{parameters['index']:03d}"
 
-
-@task(name="model-index", task_run_name=_index_name, cache_policy=INPUTS, persist_result=True,
+@task(name="model-index", task_run_name="model-index-{index:03d}", cache_policy=INPUTS, persist_result=True,
       tags=["regmix"], description="Train, evaluate and publish one model index.")
 def run_index(index: int, config: dict, mixture: dict, tokens: dict, corpus_root: str, hub_repo: str | None) -> dict:
     trained = train_model(index, config, mixture, tokens)
@@ -34,11 +31,7 @@ def run_index(index: int, config: dict, mixture: dict, tokens: dict, corpus_root
     }
 
 
-def _noise_name(parameters: dict) -> str:
-    return f"noise-seed-{parameters['seed_offset']}"
-
-
-@task(name="noise-run", task_run_name=_noise_name, cache_policy=NO_CACHE, tags=["regmix", "noise"],
+@task(name="noise-run", task_run_name="noise-seed-{seed_offset}", cache_policy=NO_CACHE, tags=["regmix", "noise"],
       description="The first index's mixture again with another seed: the run-to-run noise of one mixture.")
 def noise_run(seed_offset: int, config: dict, mixture: dict, tokens: dict) -> dict:
     from model import pipeline

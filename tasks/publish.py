@@ -50,11 +50,8 @@ def target_for(paths: SweepPaths, hub_repo: str | None):
     return LocalMirror(paths.mirror)
 
 
-def _publish_name(parameters: dict) -> str:
-    return f"publish-{parameters['index']:03d}"
 
-
-@task(name="publish", task_run_name=_publish_name, retries=2, retry_delay_seconds=[2, 10], cache_policy=INPUTS,
+@task(name="publish", task_run_name="publish-{index:03d}", retries=2, retry_delay_seconds=[2, 10], cache_policy=INPUTS,
       persist_result=True, tags=["regmix", "publish"],
       description="Upload one model to branch model-index-N (skipped when the branch already holds it).")
 def publish_model(index: int, config: dict, scores: dict, hub_repo: str | None) -> dict:

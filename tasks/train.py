@@ -14,11 +14,8 @@ from model.train import TrainSpec
 from .runtime import Poller, pool, remember_slot
 
 
-def _train_name(parameters: dict) -> str:
-    return f"train-{parameters['index']:03d}"
 
-
-@task(name="train", task_run_name=_train_name, retries=1, retry_delay_seconds=1, cache_policy=INPUTS,
+@task(name="train", task_run_name="train-{index:03d}", retries=1, retry_delay_seconds=1, cache_policy=INPUTS,
       persist_result=True, tags=["regmix", "train"],
       description="Train one model on its mixture; resumes from its newest checkpoint on retry.")
 def train_model(index: int, config: dict, mixture: dict, tokens: dict) -> dict:

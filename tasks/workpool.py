@@ -24,11 +24,8 @@ class IndexRunFailed(RuntimeError):
     """The single-index flow run of one model index did not complete."""
 
 
-def _index_name(parameters: dict) -> str:
-    return f"model-index-{parameters['index']:03d}"
 
-
-@task(name="model-index-remote", task_run_name=_index_name, cache_policy=INPUTS, persist_result=True,
+@task(name="model-index-remote", task_run_name="model-index-{index:03d}", cache_policy=INPUTS, persist_result=True,
       tags=["regmix", "work-pool"], description="Run one index on the GPU work pool and wait for it.")
 def run_index_on_pool(index: int, config: dict, mixture: dict, tokens: dict, corpus_root: str,
                       hub_repo: str | None) -> dict:
