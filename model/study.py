@@ -23,7 +23,7 @@ from .domains import DOMAINS, TARGET_DOMAIN, TOKEN_PRIOR, loss_column, train_key
 from .io import atomic_write_json, atomic_write_text, config_hash
 from .regression import (REGRESSORS, SEED, fit_regressor, load_pair, plot_mixture_vs_prior, plot_predicted_vs_actual,
                          score, search_optimal_mixture, write_optimal_config)
-from .sweep import SweepConfig, SweepPaths
+from .sweep import SweepConfig
 
 TARGET_LOSS = loss_column(TARGET_DOMAIN)
 DOWNSTREAM = "eval/average"
