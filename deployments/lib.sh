@@ -4,13 +4,16 @@
 #   PREFECT_LOCAL_STORAGE_PATH  Prefect's persisted task results, which a retry reads back: must be a
 #                     path every worker reaches; default: $REGMIX_CHECKOUT/runs/.prefect-results
 #   PREFECT_BIN       the prefect command; default: prefect on PATH
+#   PREFECT_FLOWS_HEARTBEAT_FREQUENCY  seconds between flow-run heartbeats; default: 30 (Prefect's minimum)
 set -euo pipefail
 
 REGMIX_CHECKOUT="${REGMIX_CHECKOUT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 REGMIX_STATE="${REGMIX_STATE:-$REGMIX_CHECKOUT/runs/.deploy}"
 PREFECT_LOCAL_STORAGE_PATH="${PREFECT_LOCAL_STORAGE_PATH:-$REGMIX_CHECKOUT/runs/.prefect-results}"
 PREFECT_BIN="${PREFECT_BIN:-prefect}"
-export REGMIX_CHECKOUT REGMIX_STATE PREFECT_LOCAL_STORAGE_PATH
+# Every flow run reports a heartbeat this often; deployments/zombies.py crashes runs that stop.
+PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-30}"
+export REGMIX_CHECKOUT REGMIX_STATE PREFECT_LOCAL_STORAGE_PATH PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 mkdir -p "$REGMIX_STATE" "$PREFECT_LOCAL_STORAGE_PATH"
 
 SWEEP_POOL="${REGMIX_SWEEP_POOL:-regmix-sweep}"

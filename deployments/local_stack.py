@@ -1,8 +1,8 @@
 """A whole deployment on one machine, driven from Python: server, pools, workers, deployments.
 
-It runs the very scripts of this folder (server.sh, create_pools.sh, the worker scripts, then
-`prefect deploy --all`) with a private PREFECT_HOME, state folder and port, and reads the server
-back through its REST API. The end-to-end tests use it; it is also a quick way to try the
+It runs the very scripts of this folder (server.sh, create_pools.sh, create_automations.sh, the
+worker scripts, then `prefect deploy --all`) with a private PREFECT_HOME, state folder and port,
+and reads the server back through its REST API. The end-to-end tests use it; it is also a quick way to try the
 deployments without touching one's own Prefect profile.
 """
 
@@ -76,6 +76,7 @@ class LocalStack:
             "REGMIX_CHECKOUT": str(CHECKOUT),
             "REGMIX_CPU_WORKERS": str(self.cpu_workers),
             "REGMIX_POLL_SECONDS": "1",
+            "REGMIX_INDEX_RETRY_DELAY": "2",
             "REGMIX_FAULTS": str(self.faults),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
@@ -102,6 +103,7 @@ class LocalStack:
         self.sh(str(SCRIPTS / "server.sh"), "start")
         self.started = True
         self.sh(str(SCRIPTS / "create_pools.sh"))
+        self.sh(str(SCRIPTS / "create_automations.sh"))
         self.sh(str(SCRIPTS / "start_sweep_worker.sh"))
         self.sh(str(SCRIPTS / "start_gpu_workers.sh"))
         self.prefect("--no-prompt", "deploy", "--all")

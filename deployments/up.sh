@@ -6,6 +6,7 @@ here="$(dirname "${BASH_SOURCE[0]}")"
 api_line="$("$here/server.sh" start | tee /dev/stderr | tail -n 1)"
 export PREFECT_API_URL="${api_line#export PREFECT_API_URL=}"
 "$here/create_pools.sh"
+"$here/create_automations.sh"
 "$here/start_sweep_worker.sh"
 "$here/start_gpu_workers.sh" "$@"
 (cd "$REGMIX_CHECKOUT" && "$PREFECT_BIN" --no-prompt deploy --all)

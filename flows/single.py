@@ -21,6 +21,10 @@ from tasks import runtime
 from tasks.index import run_index
 
 WORKER_RECORD = "worker.json"  # in the model's folder: which worker and device ran the index
+# One more attempt of the whole chain after a failure, e.g. a task that started while the Prefect
+# server restarted (its concurrency-slot request is not retried). Finished steps come back from
+# their cached results, so the retry redoes only what failed; a real error fails both attempts.
+RETRY_DELAY_SECONDS = float(os.environ.get("REGMIX_INDEX_RETRY_DELAY", "30"))
 
 
 def _index_run_name() -> str:
@@ -28,7 +32,7 @@ def _index_run_name() -> str:
 
 
 @flow(name="regmix-index", flow_run_name=_index_run_name, log_prints=True, validate_parameters=True,
-      description="One RegMix model index (train, evaluate, publish) on this worker's GPU.")
+      retries=1, retry_delay_seconds=RETRY_DELAY_SECONDS, description="One RegMix model index (train, evaluate, publish) on this worker's GPU.")
 def regmix_index(index: int, config: dict, mixture: dict, tokens: dict, corpus_root: str,
                  hub_repo: str | None = None) -> dict:
     sweep = SweepConfig.from_dict(config).validate()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,14 @@ def test_kubernetes_job_template_asks_each_pod_for_one_gpu():
     (container,) = manifest["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert container["resources"]["requests"]["nvidia.com/gpu"] == 1
+
+
+def test_zombie_automation_refuses_a_silence_live_runs_would_not_survive(tmp_path):
+    """Under two heartbeats of silence, live runs would be crashed: refused before the server is asked."""
+    env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "PREFECT_BIN": str(Path(sys.executable).parent / "prefect"),
+           "PREFECT_API_URL": "http://127.0.0.1:9/api",  # nothing listens there: must not be reached
+           "REGMIX_STATE": str(tmp_path / "state"), "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "results")}
+    done = subprocess.run([str(SCRIPTS / "create_automations.sh"), "--silence", "45"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "--silence: 45 s is under two heartbeats of 30 s" in done.stderr
