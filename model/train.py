@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from . import distributed
+from .fused_loss import head_cross_entropy
 from .io import atomic_dir, atomic_write_json, config_hash
 from .mixture import Mixture, write_train_config
 from .presets import Preset, TrainHyper
@@ -91,6 +91,20 @@ def build_optimizer(model: torch.nn.Module, hyper: TrainHyper, device: str) -> t
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": hyper.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=hyper.lr, betas=hyper.betas, fused=device.startswith("cuda"))
+
+
+class CausalLMLoss(torch.nn.Module):
+    """The model's body, then the fused output head + mean cross-entropy: the module that
+    training calls (and DDP wraps), so the (tokens x vocab) logits never materialise."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.base_model(input_ids=input_ids).last_hidden_state
+        head = self.model.get_output_embeddings().weight
+        return head_cross_entropy(hidden.flatten(0, 1), head, targets.flatten())
 
 
 def _autocast(device: str):
@@ -194,7 +208,7 @@ def train(
 
     model = build_model(spec.preset, store.vocab_size, spec.seed).to(device)
     optimizer = build_optimizer(model, hyper, device)
-    trained = distributed.wrap(model, ctx, device)  # the module that runs forward/backward
+    trained = distributed.wrap(CausalLMLoss(model), ctx, device)  # the module that runs forward/backward
     sampler = MixtureSampler(store, spec.mixture, hyper.seq_len, spec.seed)
     start_step, elapsed, history = 0, 0.0, []
     checkpoint = latest_checkpoint(run_dir / CHECKPOINT_DIR, spec_hash)
@@ -226,8 +240,7 @@ def train(
         for i, micro in enumerate(micros):
             with distributed.no_sync(trained, last_micro=i == len(micros) - 1):
                 with _autocast(device):
-                    logits = trained(input_ids=micro[:, :-1]).logits
-                loss = F.cross_entropy(logits.float().flatten(0, 1), micro[:, 1:].flatten())
+                    loss = trained(micro[:, :-1], micro[:, 1:])
                 (loss / accumulation).backward()
             loss_sum += loss.item()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), hyper.grad_clip)
