@@ -205,6 +205,28 @@ def test_crash_while_writing_leaves_the_previous_version_whole_and_in_use(tmp_pa
     assert read() == new
 
 
+def test_replacing_a_folder_never_leaves_its_path_absent(tmp_path, monkeypatch):
+    """atomic_dir swaps the new folder in: after every rename it makes, the path holds a whole folder."""
+    from model.io import atomic_dir
+
+    target = tmp_path / "model-index-1"
+    with atomic_dir(target) as build:
+        (build / "weights").write_text("old")
+    real_replace, seen = os.replace, []
+
+    def replace_and_look(src, dst):
+        real_replace(src, dst)
+        seen.append((target / "weights").read_text() if target.is_dir() else None)
+
+    monkeypatch.setattr(os, "replace", replace_and_look)
+    for version in ("new", "newer"):
+        with atomic_dir(target) as build:
+            (build / "weights").write_text(version)
+        assert (target / "weights").read_text() == version
+    assert None not in seen, seen  # never a moment without the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-index-1"]  # no temporary left
+
+
 # --- a disk that fills during a checkpoint write -------------------------------------------------
 
 @pytest.fixture
