@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py --preset demo
     python benchmarks/bench_train.py --preset tinyllama_1M --seq-len 256 --batch 4 --steps 12
     python benchmarks/bench_train.py --preset tinyllama_60M --seq-len 256 --batch 4 --steps 6 --repeats 2
+    python benchmarks/bench_train.py --preset demo --steps 8 --profile   # where our step goes
 
 Both trainers get the same preset model (same seed), the same token batches (ours draws them
 from MixtureSampler; the Trainer gets those very batches as a torch Dataset), the same AdamW
@@ -48,6 +49,22 @@ def run_ours(preset, store, tokenizer, workdir: Path, repeat: int) -> float:
     train(workdir / f"ours-{repeat}", spec, store, tokenizer, device="cpu",
           progress=lambda step, total, record: stamps.append(time.perf_counter()))
     return timed_window(stamps, preset.train.steps, preset.train.batch_tokens)
+
+
+def profile_ours(preset, store, tokenizer, workdir: Path, steps: int = 5, rows: int = 15) -> None:
+    """torch.profiler over `steps` optimizer steps of our loop (after 2 untimed ones): where a step goes."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    spec = TrainSpec(MIXTURE, preset, seed=0, tokens_key=store.key)
+    with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=1, warmup=1, active=steps, repeat=1)) as prof:
+        train(workdir / "profiled", spec, store, tokenizer, device="cpu",
+              progress=lambda step, total, record: prof.step())
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"profile of our loop, {steps} steps, {total / 1e3 / steps:.1f} ms of op self time per step:")
+    for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[:rows]:
+        print(f"  {100 * event.self_cpu_time_total / total:5.1f}%  {event.self_cpu_time_total / 1e3 / steps:8.2f} ms/step"
+              f"  {event.count // steps:4d} calls/step  {event.key}")
 
 
 def trainer_batches(preset, store) -> torch.Tensor:
@@ -111,6 +128,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: 1 for demo/ci as a sweep slot runs them, else all cores)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-trainer", action="store_true", help="only our trainer and MFU")
+    parser.add_argument("--profile", action="store_true", help="only a torch.profiler breakdown of our loop")
     args = parser.parse_args()
 
     preset = get_preset(args.preset)
@@ -143,6 +161,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmp = Path(tmp)
+        if args.profile:
+            if hyper.steps < 3:
+                raise ValueError(f"--steps: the profile skips 2 steps and needs 1 more, got {hyper.steps}")
+            profile_ours(preset, store, tokenizer, tmp, steps=min(5, hyper.steps - 2))
+            return
         windows = None if args.skip_trainer else trainer_batches(preset, store)
         runs = {"ours": lambda r=iter(range(10**6)): run_ours(preset, store, tokenizer, tmp, next(r))}
         if not args.skip_trainer:
