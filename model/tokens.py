@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -114,24 +115,42 @@ def token_cache_key(corpus_root: str | os.PathLike, tokenizer, domains: Sequence
 
 
 def _write_token_file(path: Path, documents: Iterator[str], backend, eos_id: int, dtype: np.dtype) -> tuple[int, int]:
-    """Tokenise `documents` in batches, append EOS to each, stream to `path`; returns (tokens, documents)."""
+    """Tokenise `documents` in batches, append EOS to each, stream to `path`; returns (tokens, documents).
+
+    The tokenizer releases the GIL, so one batch is encoded on a helper thread while this one reads
+    and parses the next batch and writes the previous: reading and writing hide behind encoding.
+    """
     n_tokens = n_docs = 0
-    with open(path, "wb") as f:
-        chunk: list[str] = []
-        for doc in documents:
-            chunk.append(doc)
-            if len(chunk) == ENCODE_CHUNK_DOCS:
-                n_tokens += _write_chunk(f, chunk, backend, eos_id, dtype)
-                n_docs, chunk = n_docs + len(chunk), []
-        if chunk:
-            n_tokens += _write_chunk(f, chunk, backend, eos_id, dtype)
-            n_docs += len(chunk)
+
+    def encode(chunk: list[str]):
+        return backend.encode_batch_fast(chunk, add_special_tokens=False)
+
+    with open(path, "wb") as f, ThreadPoolExecutor(max_workers=1) as encoder:
+        pending = None
+        for chunk in _batches(documents, ENCODE_CHUNK_DOCS):
+            submitted = encoder.submit(encode, chunk)
+            if pending is not None:
+                n_tokens += _write_encodings(f, pending.result(), eos_id, dtype)
+            pending, n_docs = submitted, n_docs + len(chunk)
+        if pending is not None:
+            n_tokens += _write_encodings(f, pending.result(), eos_id, dtype)
     return n_tokens, n_docs
 
 
-def _write_chunk(f, chunk: list[str], backend, eos_id: int, dtype: np.dtype) -> int:
+def _batches(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_encodings(f, encodings, eos_id: int, dtype: np.dtype) -> int:
     flat: list[int] = []
-    for encoding in backend.encode_batch_fast(chunk, add_special_tokens=False):
+    for encoding in encodings:
         flat += encoding.ids
         flat.append(eos_id)
     np.asarray(flat, dtype=dtype).tofile(f)
