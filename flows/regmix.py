@@ -5,6 +5,8 @@ Wiring and parameter validation only; every step is a task in `tasks/`.
 
 from __future__ import annotations
 
+import threading
+
 from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -14,6 +16,7 @@ from model.sweep import EvalSettings, SweepConfig, SweepPaths
 from tasks.index import noise_run, run_index
 from tasks.workpool import run_index_on_pool
 from tasks.prepare import prepare_benchmarks, prepare_corpus, prepare_tokens, sample_mixtures
+from tasks.publish import check_target, publish_card
 from tasks.results import collect_results
 from tasks.runtime import close_pool, open_pool
 
@@ -80,8 +83,6 @@ def regmix(
     slots = plan_slots(cpu_slots=cpu_slots, gpus_per_slot=gpus_per_model)  # validates both
     if not isinstance(noise_seeds, int) or isinstance(noise_seeds, bool) or noise_seeds < 0:
         raise ValueError(f"noise_seeds: must be a non-negative integer, got {noise_seeds!r}")
-    from tasks.publish import check_target
-
     check_target(hub_repo)
     logger = get_run_logger()
     paths = SweepPaths.of(sweep)
@@ -111,7 +112,9 @@ def regmix(
     finally:
         if progress:
             progress.close()
-        close_pool()
+        # Slot processes take seconds to exit: let them while the card and the table are written.
+        closing = threading.Thread(target=close_pool, name="close-slot-pool")
+        closing.start()
 
     statuses, failed = {}, []
     for i, future in futures.items():
@@ -126,7 +129,11 @@ def regmix(
         if first.state.is_completed():
             noise_losses.append(first.result()["pile_cc_loss"])
         noise_losses += [f.result()["pile_cc_loss"] for f in noise if f.state.is_completed()]
-    summary = collect_results(config, statuses, noise_losses or None)
+    try:
+        summary = collect_results(config, statuses, noise_losses or None)
+        publish_card(config, hub_repo)  # after the table: a Hub outage must not hold the table back
+    finally:
+        closing.join()
     print(f"results table: {summary['results_csv']}")
     if failed:
         raise SweepFailed(f"model indices failed: {failed}; retry the flow run to rerun only those")

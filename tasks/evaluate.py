@@ -14,7 +14,7 @@ from .runtime import pool, slot_of
 
 
 @task(name="evaluate", task_run_name="evaluate-{index:03d}", retries=1, retry_delay_seconds=1, cache_policy=INPUTS,
-      persist_result=True, tags=["regmix", "evaluate"],
+      persist_result=True,
       description="Per-domain validation loss and lm-eval downstream scores of one model.")
 def evaluate_model(index: int, config: dict, tokens: dict, corpus_root: str) -> dict:
     sweep = SweepConfig.from_dict(config)

@@ -17,8 +17,10 @@ from .train import train_model
 
 
 
+# No tags on these tasks (nor on train/evaluate/publish): a tagged task run asks the API for tag
+# concurrency slots before it starts, ~2 s per run on a busy 2-core machine (benchmarks/README.md).
 @task(name="model-index", task_run_name="model-index-{index:03d}", cache_policy=INPUTS, persist_result=True,
-      tags=["regmix"], description="Train, evaluate and publish one model index.")
+      description="Train, evaluate and publish one model index.")
 def run_index(index: int, config: dict, mixture: dict, tokens: dict, corpus_root: str, hub_repo: str | None) -> dict:
     trained = train_model(index, config, mixture, tokens)
     scores = evaluate_model(index, config, tokens, corpus_root)
@@ -31,7 +33,7 @@ def run_index(index: int, config: dict, mixture: dict, tokens: dict, corpus_root
     }
 
 
-@task(name="noise-run", task_run_name="noise-seed-{seed_offset}", cache_policy=NO_CACHE, tags=["regmix", "noise"],
+@task(name="noise-run", task_run_name="noise-seed-{seed_offset}", cache_policy=NO_CACHE,
       description="The first index's mixture again with another seed: the run-to-run noise of one mixture.")
 def noise_run(seed_offset: int, config: dict, mixture: dict, tokens: dict) -> dict:
     from model import pipeline

@@ -1,4 +1,4 @@
-"""publish-NNN: one model onto its branch model-index-N, then the model card on main.
+"""publish-NNN: one model onto its branch model-index-N; model-card: the card on main, once per sweep.
 
 The target is the local Hub mirror under the sweep folder (the embedded default), or the Hub
 repository `hub_repo` when one is named. The token comes from HF_TOKEN or the Prefect Secret
@@ -7,10 +7,11 @@ block `hf-token`; it is never a flow parameter and never logged.
 
 from __future__ import annotations
 
+import json
 import os
 
 from prefect import task
-from prefect.cache_policies import INPUTS
+from prefect.cache_policies import INPUTS, NO_CACHE
 
 from model.io import atomic_write_json
 from model.publish import HubTarget, LocalMirror, render_model_card, update_main, validate_repo_id
@@ -50,22 +51,31 @@ def target_for(paths: SweepPaths, hub_repo: str | None):
     return LocalMirror(paths.mirror)
 
 
-
 @task(name="publish", task_run_name="publish-{index:03d}", retries=2, retry_delay_seconds=[2, 10], cache_policy=INPUTS,
-      persist_result=True, tags=["regmix", "publish"],
-      description="Upload one model to branch model-index-N (skipped when the branch already holds it).")
+      persist_result=True, description="Upload one model to branch model-index-N (skipped when the branch already holds it).")
 def publish_model(index: int, config: dict, scores: dict, hub_repo: str | None) -> dict:
     sweep = SweepConfig.from_dict(config)
     paths = SweepPaths.of(sweep)
-    target = target_for(paths, hub_repo)
-    result = publish_branch(target, index, paths.model_dir(index) / "final", scores)
+    result = publish_branch(target_for(paths, hub_repo), index, paths.model_dir(index) / "final", scores)
     record = {"branch": result.branch, "revision": result.revision, "skipped": result.skipped,
               "target": hub_repo or str(paths.mirror)}
     atomic_write_json(paths.model_dir(index) / "publish.json", record)
-    card = render_model_card(_card_settings(sweep, hub_repo), results_rows(paths, sweep))
-    update_main(target, card, sweep.resolved_preset().model.llama_config(
-        vocab_size=_vocab(paths, index)).to_dict())
     return record
+
+
+# Once per sweep, not per index: rendering reads every index's results, so per-index cards cost
+# O(N^2) reads and one main commit per model.
+@task(name="model-card", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      description="The model card and config on main, from every index published so far.")
+def publish_card(config: dict, hub_repo: str | None) -> dict | None:
+    sweep = SweepConfig.from_dict(config)
+    paths = SweepPaths.of(sweep)
+    model_config = _published_model_config(paths, sweep)
+    if model_config is None:
+        return None  # nothing published yet: main stays as it is
+    card = render_model_card(_card_settings(sweep, hub_repo), results_rows(paths, sweep))
+    result = update_main(target_for(paths, hub_repo), card, model_config)
+    return {"branch": result.branch, "revision": result.revision, "skipped": result.skipped}
 
 
 def _card_settings(sweep: SweepConfig, hub_repo: str | None) -> dict:
@@ -78,7 +88,9 @@ def _card_settings(sweep: SweepConfig, hub_repo: str | None) -> dict:
     }
 
 
-def _vocab(paths: SweepPaths, index: int) -> int:
-    import json
-
-    return json.loads((paths.model_dir(index) / "final" / "config.json").read_text())["vocab_size"]
+def _published_model_config(paths: SweepPaths, sweep: SweepConfig) -> dict | None:
+    """config.json of a published model (all indices share one architecture), or None."""
+    for index in range(1, sweep.n_models + 1):
+        if (paths.model_dir(index) / "publish.json").is_file():
+            return json.loads((paths.model_dir(index) / "final" / "config.json").read_text())
+    return None

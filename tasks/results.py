@@ -13,7 +13,7 @@ from model.summary import loss_vs_weight_plot, summarise
 from model.sweep import SweepConfig, SweepPaths, results_rows, write_results
 
 
-@task(name="results-table", cache_policy=NO_CACHE, tags=["regmix"])
+@task(name="results-table", cache_policy=NO_CACHE)
 def collect_results(config: dict, statuses: dict[int, str], noise_losses: list[float] | None = None) -> dict:
     sweep = SweepConfig.from_dict(config)
     paths = SweepPaths.of(sweep)

@@ -16,7 +16,7 @@ from .runtime import Poller, pool, remember_slot
 
 
 @task(name="train", task_run_name="train-{index:03d}", retries=1, retry_delay_seconds=1, cache_policy=INPUTS,
-      persist_result=True, tags=["regmix", "train"],
+      persist_result=True,
       description="Train one model on its mixture; resumes from its newest checkpoint on retry.")
 def train_model(index: int, config: dict, mixture: dict, tokens: dict) -> dict:
     sweep = SweepConfig.from_dict(config)
@@ -32,7 +32,8 @@ def train_model(index: int, config: dict, mixture: dict, tokens: dict) -> dict:
     def show(progress: dict) -> None:
         update_progress_artifact(artifact, progress=100.0 * progress["step"] / progress["total"])
 
-    with Poller(progress_file, show):
+    # Every 5 s at most: each update is an API call made while the slots train.
+    with Poller(progress_file, show, every=5.0):
         result = pool().run(
             pipeline.train_index, index, str(run_dir), spec, tokens["tokens_dir"], tokens["tokenizer_dir"],
             str(progress_file), priority=1, on_start=remember_slot(index),
