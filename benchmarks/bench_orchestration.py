@@ -2,14 +2,19 @@
 
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180 python benchmarks/bench_orchestration.py
 
-Workload per index: preset `ci` with `--steps` steps, no downstream evaluation (eval_tasks none,
-corpus_tasks []), on `--slots` CPU slots. The flow does everything a sweep does (train ->
-validation-loss record -> publish to the local mirror -> results table); the direct run calls
-`model.pipeline.train_index` for every index on a SlotPool of the same slots, two at a time.
-Corpus, tokenizer and token files are prepared once before timing (both would reuse them).
+Workload per index (fixed): preset `ci` trained for its full 40 steps (8 x 64 tokens a step,
+validation and a checkpoint every 20 steps, final save), no downstream evaluation (eval_tasks
+none, corpus_tasks []), on `--slots` CPU slots: about 1.3-1.5 s per training call on 2 cores
+(`--steps 200`: ~7 s). The flow does everything a sweep
+does (train -> validation-loss record -> publish to the local mirror -> results table, model
+card); the direct run calls `model.pipeline.train_index` for every index on a SlotPool of the
+same slots, one call per slot at a time. Corpus, tokenizer and token files are prepared once
+before timing (both would reuse them).
 
 Overhead = flow wall - direct wall, as % of the flow's wall and per index. Parallel efficiency =
-(sum of the direct calls' own times / slots) / wall time.
+(sum of the direct calls' own times / slots) / wall time. CPU seconds are also reported per
+process (this orchestrating process, the ephemeral API server, the slot processes): on a 2-core
+machine the orchestrator's and server's CPU is taken from the slots.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,13 +47,15 @@ def prepare(args, workdir: Path) -> dict:
     return prepare_tokens.fn(corpus_root, sweep.resolved_tokenizer())
 
 
-def run_direct(args, tokens: dict, output_root: Path, task_seconds: list[float]) -> float:
+def run_direct(args, tokens: dict, output_root: Path, task_seconds: list[float], cpu: dict[str, list[float]]) -> float:
     from flows.regmix import build_config
     from model import pipeline
     from model.slots import SlotPool, plan_slots
     from model.sweep import SweepPaths, prepare_mixtures
     from model.train import TrainSpec
 
+    meter = CpuMeter()
+    before = meter.read()
     start = time.perf_counter()
     sweep = build_config(**sweep_kwargs(args, output_root))
     paths = SweepPaths.of(sweep)
@@ -67,15 +75,47 @@ def run_direct(args, tokens: dict, output_root: Path, task_seconds: list[float])
             list(threads.map(one, range(1, args.models + 1)))
     finally:
         pool.shutdown()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    for name, spent in meter.spent(before).items():
+        cpu.setdefault(name, []).append(spent)
+    return seconds
 
 
-def run_flow(args, output_root: Path, breakdown: dict[str, float]) -> float:
+class CpuMeter:
+    """CPU seconds (user + system) of this process, the API server and reaped children (the slots)."""
+
+    def __init__(self):
+        import psutil
+
+        self.me = psutil.Process()
+
+    def _server(self):
+        return [c for c in self.me.children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
+
+    def read(self) -> dict[str, float]:
+        def cpu(times) -> float:
+            return times.user + times.system
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"orchestrator": cpu(self.me.cpu_times()),
+                "API server": sum(cpu(p.cpu_times()) for p in self._server()),
+                "slots": children.ru_utime + children.ru_stime}
+
+    def spent(self, before: dict[str, float]) -> dict[str, float]:
+        now = self.read()
+        return {k: now[k] - before[k] for k in now}
+
+
+def run_flow(args, output_root: Path, breakdown: dict[str, float], cpu: dict[str, list[float]]) -> float:
     from flows.regmix import regmix
 
+    meter = CpuMeter()
+    before = meter.read()
     start = time.perf_counter()
     state = regmix(**sweep_kwargs(args, output_root), return_state=True)
     seconds = time.perf_counter() - start
+    for name, spent in meter.spent(before).items():
+        cpu.setdefault(name, []).append(spent)
     if not state.is_completed():
         raise RuntimeError(f"the benchmark sweep failed: {state.message}")
     for name, run_time in task_run_times(state.state_details.flow_run_id).items():
@@ -105,7 +145,7 @@ def task_run_times(flow_run_id) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=4, help="training steps per index (preset ci)")
+    parser.add_argument("--steps", type=int, default=40, help="training steps per index (preset ci; 40 = its full run)")
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
@@ -126,13 +166,14 @@ def main() -> None:
         rounds = iter(range(10**6))
         task_seconds: list[list[float]] = []
         breakdown: dict[str, float] = {}
+        cpu: dict[str, dict[str, list[float]]] = {"direct": {}, "flow": {}}
 
         def direct() -> float:
             task_seconds.append([])
-            return run_direct(args, tokens, tmp / f"direct-{next(rounds)}", task_seconds[-1])
+            return run_direct(args, tokens, tmp / f"direct-{next(rounds)}", task_seconds[-1], cpu["direct"])
 
         def flow_run() -> float:
-            return run_flow(args, tmp / f"flow-{next(rounds)}", breakdown)
+            return run_flow(args, tmp / f"flow-{next(rounds)}", breakdown, cpu["flow"])
 
         figures = alternate({"direct": direct, "flow": flow_run}, args.repeats)
 
@@ -146,6 +187,11 @@ def main() -> None:
     print(f"overhead: {overhead:.2f} s = {100 * overhead / flow_s:.1f}% of the flow's wall time; "
           f"{1000 * overhead / args.models:.0f} ms of wall per index, "
           f"{1000 * overhead * args.slots / args.models:.0f} ms of slot time per index")
+    for kind in ("direct", "flow"):
+        spent = {name: median(values) for name, values in cpu[kind].items()}
+        print(f"CPU seconds, {kind:6s}: " + ", ".join(f"{name} {value:.2f}" for name, value in spent.items())
+              + f" (orchestrator {1000 * spent['orchestrator'] / args.models:.0f} ms + server "
+              f"{1000 * spent['API server'] / args.models:.0f} ms per index)")
     print(f"per-index training call (direct): median {1000 * median([s for t in task_seconds for s in t]):.0f} ms")
     print(f"ideal makespan (sum of call times / slots): {ideal:.2f} s; parallel efficiency: "
           f"direct {100 * ideal / direct_s:.1f}%, flow {100 * ideal / flow_s:.1f}%")
