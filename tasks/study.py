@@ -20,7 +20,7 @@ from model.train import TrainSpec, read_result
 from .runtime import pool
 
 
-@task(name="fit-proxies", cache_policy=NO_CACHE, tags=["regmix", "study"],
+@task(name="fit-proxies", cache_policy=NO_CACHE,
       description="The regression on the proxy results table and its optimal mixture.")
 def fit_proxy_regression(results_csv: str, search: dict, root: str) -> dict:
     return fit_proxies(results_csv, SearchSettings(**search), Path(root))
@@ -31,7 +31,6 @@ def _extra_name(parameters: dict) -> str:
 
 
 @task(name="extra-run", task_run_name=_extra_name, retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE,
-      tags=["regmix", "study", "train"],
       description="One explicit mixture trained and evaluated at the target scale, under the study folder.")
 def train_extra_run(name: str, mixture: dict, config: dict, tokens: dict, corpus_root: str, root: str) -> dict:
     sweep = SweepConfig.from_dict(config)
@@ -56,7 +55,7 @@ def train_extra_run(name: str, mixture: dict, config: dict, tokens: dict, corpus
             "val_loss": record["val_loss"], "scores": record.get("scores") or {}}
 
 
-@task(name="study-report", cache_policy=NO_CACHE, tags=["regmix", "study"],
+@task(name="study-report", cache_policy=NO_CACHE,
       description="Spearman of predicted vs actual target loss, the extra runs' ranks, plots and report.md.")
 def write_study_report(root: str, proxy_csv: str, target_csv: str, search: dict, regression: dict,
                        extras: dict, proxies: dict, targets: dict) -> dict:

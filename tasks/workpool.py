@@ -26,13 +26,14 @@ class IndexRunFailed(RuntimeError):
 
 
 @task(name="model-index-remote", task_run_name="model-index-{index:03d}", cache_policy=INPUTS, persist_result=True,
-      tags=["regmix", "work-pool"], description="Run one index on the GPU work pool and wait for it.")
+      description="Run one index on the GPU work pool and wait for it.")
 def run_index_on_pool(index: int, config: dict, mixture: dict, tokens: dict, corpus_root: str,
                       hub_repo: str | None) -> dict:
     from prefect.deployments import run_deployment
 
     name = f"model-index-{index:03d}"
     deployment = os.environ.get("REGMIX_INDEX_DEPLOYMENT", INDEX_DEPLOYMENT)
+    # Flow-run tags (unlike task tags, free): `regmix` is what the zombie automation watches.
     child = run_deployment(
         deployment, flow_run_name=name, tags=["regmix", name], timeout=None, as_subflow=True,
         poll_interval=float(os.environ.get("REGMIX_POLL_SECONDS", "5")),
