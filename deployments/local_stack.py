@@ -107,7 +107,21 @@ class LocalStack:
         self.sh(str(SCRIPTS / "start_sweep_worker.sh"))
         self.sh(str(SCRIPTS / "start_gpu_workers.sh"))
         self.prefect("--no-prompt", "deploy", "--all")
+        self.wait_for_workers()
         return self
+
+    def wait_for_workers(self, limit_seconds: float = 300) -> None:
+        """Until every worker started polls its pool: a sweep started earlier runs on fewer workers."""
+        wanted = {"regmix-sweep": 1, "regmix-gpu": self.cpu_workers}
+        deadline = time.monotonic() + limit_seconds
+        while True:
+            online = {pool: sum(w["status"] == "ONLINE" for w in self.post(f"/work_pools/{pool}/workers/filter", {}))
+                      for pool in wanted}
+            if all(online[pool] >= n for pool, n in wanted.items()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers online after {limit_seconds}s: {online}, expected {wanted}")
+            time.sleep(1)
 
     def _process_groups(self) -> set[int]:
         return {int(p.read_text()) for p in self.state_dir.glob("*.pid") if p.read_text().strip().isdigit()}

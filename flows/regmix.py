@@ -102,12 +102,13 @@ def regmix(
         threads = 2 * len(slots) if mode == "local" else len(chosen) + noise_seeds
         with ThreadPoolTaskRunner(max_workers=threads) as runner:
             index_task = run_index if mode == "local" else run_index_on_pool
-            futures = {i: runner.submit(index_task, parameters={
-                "index": i, "config": config, "mixture": mixtures[i], "tokens": tokens,
-                "corpus_root": corpus_root, "hub_repo": hub_repo}) for i in chosen}
+            # Noise runs first: at the end they would leave slots idle beside the last trainings.
             noise = [runner.submit(noise_run, parameters={
                 "seed_offset": k, "config": config, "mixture": mixtures[chosen[0]], "tokens": tokens})
                 for k in range(1, noise_seeds + 1)]
+            futures = {i: runner.submit(index_task, parameters={
+                "index": i, "config": config, "mixture": mixtures[i], "tokens": tokens,
+                "corpus_root": corpus_root, "hub_repo": hub_repo}) for i in chosen}
             wait(list(futures.values()) + noise)
     finally:
         if progress:

@@ -155,6 +155,7 @@ def evaluate_index(device: str, index: int, run_dir: str, settings, corpus_root:
     from .train import FINAL_DIR, read_result
 
     check_fault("evaluate", index)
+    called_at = time.time()  # this call's wall clock, for makespan figures
     quiet_libraries()
     run_dir = Path(run_dir)
     trained = read_result(run_dir)
@@ -167,7 +168,8 @@ def evaluate_index(device: str, index: int, run_dir: str, settings, corpus_root:
         done = json.loads(out.read_text())
         if done.get("config_hash") == config_hash:
             return done
-    record = {"config_hash": config_hash, "val_loss": trained["val_loss"], "scores": {}, "tasks": {}}
+    record = {"config_hash": config_hash, "val_loss": trained["val_loss"], "scores": {}, "tasks": {},
+              "called_at": called_at}
     if ev:
         model_dir = str(run_dir / FINAL_DIR)
         report = ev.evaluate(load_model(model_dir, device), tokenizer(model_dir), device)
@@ -176,5 +178,6 @@ def evaluate_index(device: str, index: int, run_dir: str, settings, corpus_root:
         record["tasks"] = {name: {"status": t.status, "reason": t.reason, "metric": t.metric,
                                   "per_shot": t.per_shot, "source": t.source} for name, t in report.tasks.items()}
         record["seconds"] = report.seconds
+    record["call_seconds"] = time.time() - called_at
     atomic_write_json(out, record)
     return record

@@ -192,6 +192,7 @@ def train(
 
     `keep_model` receives the trained model, so evaluation in the same process needs no reload.
     """
+    called_at = time.time()  # this call's wall clock, for makespan figures (not the loop's own time)
     run_dir = Path(run_dir)
     spec_hash = spec.hash()
     done = read_result(run_dir)
@@ -287,6 +288,8 @@ def train(
         "val_loss": val_loss,
         "device": device if not ctx.enabled else f"{ctx.world} x {device.split(':')[0]} (DDP)",
         "resumed_from_step": start_step,
+        "called_at": called_at,  # this call: model build, loop, validation, export
+        "call_seconds": time.time() - called_at,
         "model_dir": str(run_dir / FINAL_DIR),
         "history": history,
     }

@@ -48,5 +48,5 @@ def noise_run(seed_offset: int, config: dict, mixture: dict, tokens: dict) -> di
     spec = TrainSpec(Mixture.from_dict(mixture), sweep.resolved_preset(), sweep.train_seed + seed_offset,
                      tokens["tokens_key"])
     result = pool().run(pipeline.train_index, 0, str(run_dir), spec, tokens["tokens_dir"],
-                        tokens["tokenizer_dir"], None, priority=2)
+                        tokens["tokenizer_dir"], None, priority=1)
     return {"pile_cc_loss": result["val_loss"][TARGET_DOMAIN]}

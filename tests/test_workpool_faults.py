@@ -51,6 +51,7 @@ def stack(tmp_path_factory) -> LocalStack:
     # leave the shared stack whole for whoever uses it next: server up, every worker running
     for script in ("server.sh", "start_sweep_worker.sh", "start_gpu_workers.sh"):
         stack.sh(str(SCRIPTS / script), *(["start"] if script == "server.sh" else []))
+    stack.wait_for_workers()
 
 
 def workers_alive(stack: LocalStack) -> dict[str, bool]:
