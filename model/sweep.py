@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -192,12 +193,26 @@ def branch_name(index: int) -> str:
 
 
 def write_sweep_config(paths: SweepPaths, config: SweepConfig) -> None:
+    """sweep.json: the config, and an `instance` id made once per folder (kept by reruns).
+
+    A folder deleted and made again gets a new instance, so results cached for the old one
+    (Prefect's task cache, keyed on it: tasks/caching.py) are never taken for the new one.
+    """
     record = {"config": config.to_dict(), "identity": config.identity(), "hash": config.hash()}
-    if paths.config_file.is_file():
-        existing = json.loads(paths.config_file.read_text())
-        if existing.get("hash") != record["hash"]:
-            raise ValueError(f"sweep folder {paths.root}: holds sweep {existing.get('hash')!r}, not {record['hash']!r}")
-    atomic_write_json(paths.config_file, record)
+    existing = json.loads(paths.config_file.read_text()) if paths.config_file.is_file() else {}
+    if existing and existing.get("hash") != record["hash"]:
+        raise ValueError(f"sweep folder {paths.root}: holds sweep {existing.get('hash')!r}, not {record['hash']!r}")
+    record["instance"] = existing.get("instance") or uuid.uuid4().hex
+    if record != existing:
+        atomic_write_json(paths.config_file, record)
+
+
+def sweep_instance(paths: SweepPaths) -> str | None:
+    """The id of this incarnation of the sweep folder; None before sweep.json is written."""
+    try:
+        return json.loads(paths.config_file.read_text()).get("instance")
+    except FileNotFoundError:
+        return None
 
 
 def prepare_mixtures(paths: SweepPaths, config: SweepConfig) -> dict[int, Mixture]:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import INPUTS
 
 from model import pipeline
 from model.sweep import SweepConfig, SweepPaths, default_cache_root
 
+from .caching import INDEX_CACHE
 from .runtime import pool, slot_of
 
 
 
-@task(name="evaluate", task_run_name="evaluate-{index:03d}", retries=1, retry_delay_seconds=1, cache_policy=INPUTS,
+@task(name="evaluate", task_run_name="evaluate-{index:03d}", retries=1, retry_delay_seconds=1, cache_policy=INDEX_CACHE,
       persist_result=True,
       description="Per-domain validation loss and lm-eval downstream scores of one model.")
 def evaluate_model(index: int, config: dict, tokens: dict, corpus_root: str) -> dict:

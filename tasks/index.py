@@ -7,10 +7,11 @@ retried flow run skip, through this task's input cache, every index that already
 from __future__ import annotations
 
 from prefect import task
-from prefect.cache_policies import INPUTS, NO_CACHE
+from prefect.cache_policies import NO_CACHE
 
 from model.domains import TARGET_DOMAIN
 
+from .caching import INDEX_CACHE
 from .evaluate import evaluate_model
 from .publish import publish_model
 from .train import train_model
@@ -19,7 +20,7 @@ from .train import train_model
 
 # No tags on these tasks (nor on train/evaluate/publish): a tagged task run asks the API for tag
 # concurrency slots before it starts, ~2 s per run on a busy 2-core machine (benchmarks/README.md).
-@task(name="model-index", task_run_name="model-index-{index:03d}", cache_policy=INPUTS, persist_result=True,
+@task(name="model-index", task_run_name="model-index-{index:03d}", cache_policy=INDEX_CACHE, persist_result=True,
       description="Train, evaluate and publish one model index.")
 def run_index(index: int, config: dict, mixture: dict, tokens: dict, corpus_root: str, hub_repo: str | None) -> dict:
     trained = train_model(index, config, mixture, tokens)

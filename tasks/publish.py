@@ -11,12 +11,14 @@ import json
 import os
 
 from prefect import task
-from prefect.cache_policies import INPUTS, NO_CACHE
+from prefect.cache_policies import NO_CACHE
 
 from model.io import atomic_write_json
 from model.publish import HubTarget, LocalMirror, render_model_card, update_main, validate_repo_id
 from model.publish import publish_model as publish_branch
 from model.sweep import SweepConfig, SweepPaths, results_rows
+
+from .caching import INDEX_CACHE
 
 SECRET_BLOCK = "hf-token"
 
@@ -51,7 +53,7 @@ def target_for(paths: SweepPaths, hub_repo: str | None):
     return LocalMirror(paths.mirror)
 
 
-@task(name="publish", task_run_name="publish-{index:03d}", retries=2, retry_delay_seconds=[2, 10], cache_policy=INPUTS,
+@task(name="publish", task_run_name="publish-{index:03d}", retries=2, retry_delay_seconds=[2, 10], cache_policy=INDEX_CACHE,
       persist_result=True, description="Upload one model to branch model-index-N (skipped when the branch already holds it).")
 def publish_model(index: int, config: dict, scores: dict, hub_repo: str | None) -> dict:
     sweep = SweepConfig.from_dict(config)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import INPUTS
 
 from model import pipeline
 from model.mixture import Mixture
 from model.sweep import SweepConfig, SweepPaths
 from model.train import TrainSpec
 
+from .caching import INDEX_CACHE
 from .runtime import Poller, pool, remember_slot
 
 
 
-@task(name="train", task_run_name="train-{index:03d}", retries=1, retry_delay_seconds=1, cache_policy=INPUTS,
+@task(name="train", task_run_name="train-{index:03d}", retries=1, retry_delay_seconds=1, cache_policy=INDEX_CACHE,
       persist_result=True,
       description="Train one model on its mixture; resumes from its newest checkpoint on retry.")
 def train_model(index: int, config: dict, mixture: dict, tokens: dict) -> dict:

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 
 from prefect import task
-from prefect.cache_policies import INPUTS
 
 from model.domains import TARGET_DOMAIN
 from model.sweep import SweepConfig, SweepPaths
+
+from .caching import INDEX_CACHE
 
 INDEX_DEPLOYMENT = "regmix-index/train-index"
 
@@ -25,7 +26,7 @@ class IndexRunFailed(RuntimeError):
 
 
 
-@task(name="model-index-remote", task_run_name="model-index-{index:03d}", cache_policy=INPUTS, persist_result=True,
+@task(name="model-index-remote", task_run_name="model-index-{index:03d}", cache_policy=INDEX_CACHE, persist_result=True,
       description="Run one index on the GPU work pool and wait for it.")
 def run_index_on_pool(index: int, config: dict, mixture: dict, tokens: dict, corpus_root: str,
                       hub_repo: str | None) -> dict:

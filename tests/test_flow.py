@@ -87,6 +87,26 @@ def test_failed_index_fails_the_flow_and_a_rerun_trains_only_it(prefect_server, 
     assert json.loads((paths.model_dir(3) / "train_result.json").read_text())["resumed_from_step"] == 0
 
 
+def test_a_deleted_sweep_folder_is_rebuilt_not_taken_from_the_task_cache(prefect_server, sweep_env):
+    """Same inputs, folder gone (rm -rf runs, or a fresh checkout at the same path): retrain, not "Cached"."""
+    import shutil
+
+    from flows.regmix import regmix
+
+    paths = SweepPaths.of(_config(sweep_env))
+    assert (paths.model_dir(1) / "train_result.json").is_file()  # finished by the tests above
+    old_instance = json.loads(paths.config_file.read_text())["instance"]
+    shutil.rmtree(paths.root)
+    regmix(**FLOW_ARGS, indices=[1, 2], output_root=str(sweep_env / "runs"))
+    assert json.loads(paths.config_file.read_text())["instance"] != old_instance
+    table = pd.read_csv(paths.results_csv).set_index("index")
+    assert table.loc[[1, 2], "status"].eq("completed").all()
+    for index in (1, 2):
+        assert math.isfinite(table.loc[index, loss_column("pile_cc")])
+        assert (paths.model_dir(index) / "train_result.json").is_file()
+        assert (paths.mirror / f"model-index-{index}" / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
