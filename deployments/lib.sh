@@ -35,7 +35,7 @@ stop_group() {
     rm -f "$pidfile"
 }
 
-# start_worker NAME POOL LIMIT [VAR=VALUE ...]: a process worker in its own process group, logging to a file
+# start_worker NAME POOL LIMIT [VAR=VALUE ...]: a process worker in its own process group, appending to its log
 start_worker() {
     local name="$1" pool="$2" limit="$3"; shift 3
     local pidfile="$REGMIX_STATE/worker-$name.pid" log="$REGMIX_STATE/worker-$name.log"
@@ -44,7 +44,7 @@ start_worker() {
     fi
     local args=(worker start --pool "$pool" --type process --name "$name")
     [[ "$limit" != "none" ]] && args+=(--limit "$limit")
-    env REGMIX_WORKER_NAME="$name" "$@" setsid nohup "$PREFECT_BIN" "${args[@]}" >"$log" 2>&1 </dev/null &
+    env REGMIX_WORKER_NAME="$name" "$@" setsid nohup "$PREFECT_BIN" "${args[@]}" >>"$log" 2>&1 </dev/null &
     echo $! >"$pidfile"
     echo "worker $name on pool $pool (pid $!, log $log)"
 }
