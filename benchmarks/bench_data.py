@@ -40,7 +40,7 @@ def sampler_rate(store, seq_len: int, batch: int, seconds: float) -> float:
 def training_rate(preset, vocab_size: int, steps: int) -> float:
     hyper = preset.train
     model = build_model(preset, vocab_size, seed=0)
-    optimizer = build_optimizer(model, hyper, "cpu")
+    optimizer = build_optimizer(model, hyper)
     batch = torch.randint(0, vocab_size, (hyper.batch_sequences, hyper.seq_len + 1))
 
     def step():

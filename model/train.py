@@ -85,7 +85,7 @@ def build_model(preset: Preset, vocab_size: int, seed: int):
     return LlamaForCausalLM(config)
 
 
-def build_optimizer(model: torch.nn.Module, hyper: TrainHyper, device: str) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, hyper: TrainHyper) -> torch.optim.Optimizer:
     # Decay matrices (projections, embeddings), not norms' gains: the usual split.
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -210,7 +210,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(spec.preset, store.vocab_size, spec.seed).to(device)
-    optimizer = build_optimizer(model, hyper, device)
+    optimizer = build_optimizer(model, hyper)
     trained = distributed.wrap(CausalLMLoss(model), ctx, device)  # the module that runs forward/backward
     sampler = MixtureSampler(store, spec.mixture, hyper.seq_len, spec.seed)
     start_step, elapsed, history = 0, 0.0, []
